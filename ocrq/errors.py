@@ -1,0 +1,102 @@
+"""One error tree for ocrq.
+
+Every error has a stable machine ``code`` (stored in the database, written to
+``batch.json``, returned by the API) and a ``retryable`` flag that tells the
+queue whether trying again later could succeed. Third-party exceptions are
+translated into these at the boundary where they are caught.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class OcrqError(Exception):
+    """Base of every error ocrq reports on purpose."""
+
+    code: ClassVar[str] = "internal"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+# --- input: the document itself is the problem; retrying never helps -------
+
+
+class InputError(OcrqError):
+    """A document (or one page of it) cannot be OCRed as given."""
+
+    code = "input_error"
+
+
+class EmptyDocument(InputError):
+    code = "empty"
+
+
+class EncryptedDocument(InputError):
+    code = "encrypted"
+
+
+class UnreadableDocument(InputError):
+    code = "unreadable"
+
+
+class UnsupportedType(InputError):
+    code = "unsupported_type"
+
+
+class TooLarge(InputError):
+    code = "too_large"
+
+
+class SourceMissing(InputError):
+    code = "not_found"
+
+
+class PageRenderError(InputError):
+    """One page failed to render; the rest of the document goes on."""
+
+    code = "render_failed"
+
+
+# --- engines: the OCR backend is the problem ---------------------------------
+
+
+class EngineError(OcrqError):
+    code = "engine_error"
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot serve now (not installed, not loaded, server down)."""
+
+    code = "engine_unavailable"
+    retryable = True
+
+
+class EngineFailed(EngineError):
+    """The engine answered but could not produce a result for this page."""
+
+    code = "engine_failed"
+
+
+class AllEnginesFailed(EngineError):
+    """Every engine in the chain failed for a page."""
+
+    code = "all_engines_failed"
+    retryable = True
+
+
+# --- system: ocrq itself is misconfigured or broken -------------------------
+
+
+class ConfigurationError(OcrqError):
+    code = "configuration"
+
+
+class NoEngineConfigured(ConfigurationError):
+    code = "no_engine"

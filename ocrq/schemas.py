@@ -1,0 +1,116 @@
+"""Value types shared by the worker and the API.
+
+Plain dataclasses and enums: they cross the engine seam and the output files,
+so they carry no database or framework behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+
+class DocumentStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (DocumentStatus.DONE, DocumentStatus.PARTIAL, DocumentStatus.FAILED)
+
+
+class PageStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class PromptMode(StrEnum):
+    """What the engine is asked for; names follow dots.ocr's prompt dictionary."""
+
+    LAYOUT_ALL = "layout_all"
+    LAYOUT_ONLY = "layout_only"
+    TEXT_ONLY = "text_only"
+    GROUNDING = "grounding"
+
+
+class DocumentType(StrEnum):
+    PDF = "pdf"
+    PNG = "png"
+    JPEG = "jpeg"
+    TIFF = "tiff"
+    WEBP = "webp"
+    BMP = "bmp"
+    GIF = "gif"
+
+
+LAYOUT_CATEGORIES = (
+    "Caption",
+    "Footnote",
+    "Formula",
+    "List-item",
+    "Page-footer",
+    "Page-header",
+    "Picture",
+    "Section-header",
+    "Table",
+    "Text",
+    "Title",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LayoutCell:
+    """One layout element in dots.ocr's schema; ``bbox`` is in page pixels."""
+
+    bbox: tuple[int, int, int, int]
+    category: str
+    text: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        cell: dict[str, Any] = {"bbox": list(self.bbox), "category": self.category}
+        if self.text is not None:
+            cell["text"] = self.text
+        return cell
+
+
+@dataclass(frozen=True, slots=True)
+class PageTask:
+    """What to do with one page image."""
+
+    mode: PromptMode = PromptMode.LAYOUT_ALL
+    bbox: tuple[int, int, int, int] | None = None
+    """Region of interest for ``GROUNDING``."""
+
+
+@dataclass(slots=True)
+class PageResult:
+    """An engine's answer for one page."""
+
+    text: str
+    markdown: str
+    engine: str
+    model: str
+    cells: list[LayoutCell] = field(default_factory=list)
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    ocr_ms: float = 0.0
+
+    def cells_json(self) -> list[dict[str, Any]]:
+        return [cell.as_dict() for cell in self.cells]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"cells": self.cells_json()}

@@ -1,0 +1,82 @@
+"""Settings read from the environment (``OCRQ_`` prefix) and an optional ``.env``.
+
+Built by :func:`build_settings`, never at import time, so tests and tools can
+construct settings with overrides instead of patching module globals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+KNOWN_ENGINES = ("vllm", "transformers", "tesseract")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OCRQ_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///ocrq.db"
+    broker_url: str | None = None
+    engines: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(KNOWN_ENGINES))
+
+    render_dpi: int = Field(200, ge=36, le=1200)
+    max_page_pixels: int = Field(40_000_000, ge=100_000)
+    """Pages larger than this are downscaled before OCR."""
+    max_source_pixels: int = Field(200_000_000, ge=1_000_000)
+    """Images whose header declares more pixels are refused without decoding (bombs)."""
+    max_file_bytes: int = Field(2 * 1024**3, ge=1)
+    max_pages_per_document: int = Field(10_000, ge=1)
+
+    tesseract_langs: str = "rus+eng"
+    tessdata_dir: Path | None = None
+    tesseract_detect_orientation: bool = True
+
+    page_workers: int = Field(0, ge=0)
+    """In-process page workers; 0 means one per CPU core."""
+
+    output_dir: Path = Path("results")
+    output_markdown: bool = True
+    output_json: bool = True
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _split_engines(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("engines")
+    @classmethod
+    def _known_engines(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(KNOWN_ENGINES))
+        if unknown:
+            raise ValueError(f"unknown engine(s) {unknown}; known: {list(KNOWN_ENGINES)}")
+        if not value:
+            raise ValueError("OCRQ_ENGINES names no engine")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """Without a broker, jobs run in the submitting process."""
+        return not self.broker_url
+
+    def result_key(self) -> str:
+        """Fingerprint of the settings that change OCR output: equal keys mean reusable results."""
+        relevant = {
+            "engines": self.engines,
+            "dpi": self.render_dpi,
+            "max_page_pixels": self.max_page_pixels,
+            "langs": self.tesseract_langs,
+            "orientation": self.tesseract_detect_orientation,
+        }
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; keyword overrides win (used by the CLI and tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]
