@@ -100,3 +100,23 @@ class ConfigurationError(OcrqError):
 
 class NoEngineConfigured(ConfigurationError):
     code = "no_engine"
+
+
+def _subclasses(cls: type[OcrqError]) -> list[type[OcrqError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_subclasses(sub))
+    return found
+
+
+def is_input_error_code(code: str | None) -> bool:
+    """True for codes that blame the document, where another engine would fail the same way."""
+    return any(cls.code == code for cls in _subclasses(InputError))
+
+
+def error_from_code(code: str, message: str) -> OcrqError:
+    """Rebuild an error from its stored code (unknown codes come back as the base class)."""
+    for cls in _subclasses(OcrqError):
+        if cls.code == code:
+            return cls(message)
+    return OcrqError(message)

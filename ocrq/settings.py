@@ -65,16 +65,20 @@ class Settings(BaseSettings):
         """Without a broker, jobs run in the submitting process."""
         return not self.broker_url
 
-    def result_key(self) -> str:
-        """Fingerprint of the settings that change OCR output: equal keys mean reusable results."""
-        relevant = {
+    def result_settings(self) -> dict[str, object]:
+        """The settings that change OCR output (stored on each job; never secrets)."""
+        return {
             "engines": self.engines,
-            "dpi": self.render_dpi,
+            "render_dpi": self.render_dpi,
             "max_page_pixels": self.max_page_pixels,
-            "langs": self.tesseract_langs,
-            "orientation": self.tesseract_detect_orientation,
+            "tesseract_langs": self.tesseract_langs,
+            "tesseract_detect_orientation": self.tesseract_detect_orientation,
         }
-        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+    def result_key(self) -> str:
+        """Fingerprint of :meth:`result_settings`: equal keys mean reusable results."""
+        encoded = json.dumps(self.result_settings(), sort_keys=True).encode()
+        return hashlib.sha256(encoded).hexdigest()[:16]
 
 
 def build_settings(**overrides: object) -> Settings:

@@ -34,3 +34,15 @@ def is_current(engine: Engine) -> bool:
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision() == head
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Bring a SQLite file up to date on first use; other servers must be migrated on purpose."""
+    if is_current(engine):
+        return
+    url = engine.url.render_as_string(hide_password=False)
+    if engine.dialect.name != "sqlite":
+        raise ConfigurationError(
+            f"database {engine.url!r} is not at the newest schema; run `ocrq db upgrade` first"
+        )
+    upgrade(url)

@@ -1,0 +1,54 @@
+"""One batch, start to finish, on the embedded default: find files, register, run, write results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from ocrq.db.migrations import ensure_schema
+from ocrq.db.session import make_engine, make_session_factory
+from ocrq.settings import Settings
+from worker.ingest import create_job
+from worker.intake import walk_sources
+from worker.outputs import write_job_outputs
+from worker.runner import EmbeddedRunner, ProgressCallback
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRequest:
+    inputs: list[Path]
+    out_dir: Path
+    force: bool = False
+
+
+def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
+    engine = make_engine(settings.database_url)
+    ensure_schema(engine)
+    return engine, make_session_factory(engine)
+
+
+def run_embedded_batch(settings: Settings, request: BatchRequest,
+                       on_progress: ProgressCallback = lambda _p: None) -> dict[str, Any]:
+    """Returns the ``batch.json`` summary, also written under ``request.out_dir``."""
+    engine, sessions = open_database(settings)
+    try:
+        sources = walk_sources(request.inputs, exclude=_own_files(settings, request.out_dir))
+        job_id = create_job(sessions, sources, settings)
+        EmbeddedRunner(sessions, settings, reuse=not request.force).run(job_id, on_progress)
+        return write_job_outputs(sessions, job_id, request.out_dir, settings)
+    finally:
+        engine.dispose()
+
+
+def _own_files(settings: Settings, out_dir: Path) -> list[Path]:
+    """The output folder and a SQLite database (with its WAL files) never count as input."""
+    own = [out_dir]
+    database = make_url(settings.database_url).database
+    if make_url(settings.database_url).get_backend_name() == "sqlite" and database:
+        own += [Path(database + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+    return own

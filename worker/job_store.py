@@ -1,0 +1,180 @@
+"""Every state change of a job, document or page, written so that replays are harmless.
+
+Delivery is at-least-once (a redelivered Celery task, a resumed batch), so each
+transition is a conditional UPDATE: a page already finished is never finished
+again, and document counters move exactly once per page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ocrq.db.models import Attempt, Document, Job, Page, utcnow
+from ocrq.errors import OcrqError
+from ocrq.schemas import DocumentStatus, DocumentType, JobStatus, PageResult, PageStatus
+from worker.engines.chain import AttemptRecord
+
+FINISHED_DOCUMENT = (DocumentStatus.DONE, DocumentStatus.PARTIAL, DocumentStatus.FAILED)
+FINISHED_PAGE = (PageStatus.DONE, PageStatus.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class PageClaim:
+    """What a page worker needs to render and OCR one page."""
+
+    page_id: int
+    document_id: int
+    index: int
+    path: Path
+    doc_type: DocumentType
+
+
+@dataclass(frozen=True, slots=True)
+class PageFinish:
+    """The outcome of one page: a result or an error, plus how it went."""
+
+    result: PageResult | None
+    error: OcrqError | None
+    render_ms: float | None
+    size: tuple[int, int] | None
+
+
+class JobStore:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def claim_page(self, page_id: int) -> PageClaim | None:
+        """Mark a page running; None when it is already finished (a redelivery)."""
+        with self.sessions.begin() as session:
+            page = session.get(Page, page_id)
+            if page is None or page.status in FINISHED_PAGE:
+                return None
+            page.status, page.started_at = PageStatus.RUNNING, utcnow()
+            document = page.document
+            if document.status == DocumentStatus.QUEUED:
+                document.status = DocumentStatus.RUNNING
+            return PageClaim(page.id, document.id, page.index, Path(document.path),
+                             DocumentType(document.detected_type))
+
+    def record_attempts(self, page_id: int, attempts: list[AttemptRecord]) -> None:
+        with self.sessions.begin() as session:
+            session.add_all(Attempt(page_id=page_id, **record.as_row()) for record in attempts)
+
+    def finish_page(self, claim: PageClaim, finish: PageFinish) -> bool:
+        """Store the outcome once; returns False when another delivery got there first."""
+        with self.sessions.begin() as session:
+            changed = session.execute(
+                update(Page)
+                .where(Page.id == claim.page_id, Page.status.not_in(FINISHED_PAGE))
+                .values(**_page_values(finish))
+            ).rowcount
+            if not changed:
+                return False
+            _count_page(session, claim.document_id, ok=finish.error is None)
+            self._close_if_complete(session, claim.document_id)
+            return True
+
+    def fail_document(self, document_id: int, error: OcrqError) -> None:
+        with self.sessions.begin() as session:
+            document = session.get_one(Document, document_id)
+            document.status, document.finished_at = DocumentStatus.FAILED, utcnow()
+            document.error_code, document.error_message = error.code, error.message
+            self._finalize_job_of(session, document_id)
+
+    def finalize_document(self, document_id: int) -> None:
+        """Close a document whose pages are all finished already (e.g. all reused)."""
+        with self.sessions.begin() as session:
+            self._close_if_complete(session, document_id)
+
+    def start_job(self, job_id: int) -> None:
+        with self.sessions.begin() as session:
+            session.execute(
+                update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+                .values(status=JobStatus.RUNNING, started_at=utcnow())
+            )
+
+    def _close_if_complete(self, session: Session, document_id: int) -> None:
+        if _finalize_document(session, document_id):
+            _explain_page_failures(session, document_id)
+            self._finalize_job_of(session, document_id)
+
+    def _finalize_job_of(self, session: Session, document_id: int) -> None:
+        job_id = session.scalar(select(Document.job_id).where(Document.id == document_id))
+        finalize_job(session, job_id)
+
+
+def _page_values(finish: PageFinish) -> dict[str, object]:
+    values: dict[str, object] = {"finished_at": utcnow(), "render_ms": finish.render_ms}
+    if finish.size:
+        values["width"], values["height"] = finish.size
+    if finish.error is not None:
+        return values | {"status": PageStatus.FAILED, "error_code": finish.error.code,
+                         "error_message": finish.error.message}
+    result = finish.result
+    assert result is not None
+    return values | {
+        "status": PageStatus.DONE, "text": result.text, "markdown": result.markdown,
+        "cells": result.cells_json(), "engine": result.engine, "model": result.model,
+        "ocr_ms": result.ocr_ms, "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
+    }
+
+
+def _count_page(session: Session, document_id: int, *, ok: bool) -> None:
+    column = Document.pages_done if ok else Document.pages_failed
+    session.execute(update(Document).where(Document.id == document_id).values({column: column + 1}))
+
+
+def _finalize_document(session: Session, document_id: int) -> bool:
+    """Set the final status once every page is counted; True if this call did it."""
+    status = case(
+        (Document.pages_failed == 0, DocumentStatus.DONE.value),
+        (Document.pages_done == 0, DocumentStatus.FAILED.value),
+        else_=DocumentStatus.PARTIAL.value,
+    )
+    return bool(session.execute(
+        update(Document)
+        .where(Document.id == document_id, Document.status.not_in(FINISHED_DOCUMENT),
+               Document.pages_done + Document.pages_failed >= Document.page_count)
+        .values(status=status, finished_at=utcnow())
+    ).rowcount)
+
+
+def _explain_page_failures(session: Session, document_id: int) -> None:
+    """Give a failed or partial document the code of its first failed page and a count."""
+    document = session.get_one(Document, document_id)
+    if document.pages_failed == 0 or document.error_code:
+        return
+    first = session.scalars(
+        select(Page).where(Page.document_id == document_id, Page.status == PageStatus.FAILED)
+        .order_by(Page.index).limit(1)
+    ).one()
+    document.error_code = first.error_code
+    document.error_message = (
+        f"{document.pages_failed} of {document.page_count} page(s) failed; "
+        f"first, page {first.index + 1}: {first.error_message}"
+    )
+
+
+def finalize_job(session: Session, job_id: int) -> None:
+    """Close the job when no document is left open; its status summarises the documents."""
+    counts = dict(session.execute(
+        select(Document.status, func.count()).where(Document.job_id == job_id).group_by(Document.status)
+    ).all())
+    if any(status not in FINISHED_DOCUMENT for status in counts):
+        return
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.finished_at.is_(None))
+        .values(status=_job_status(counts), finished_at=utcnow())
+    )
+
+
+def _job_status(counts: dict[str, int]) -> JobStatus:
+    if set(counts) <= {DocumentStatus.DONE}:
+        return JobStatus.DONE
+    if set(counts) <= {DocumentStatus.FAILED}:
+        return JobStatus.FAILED
+    return JobStatus.PARTIAL

@@ -1,0 +1,116 @@
+"""Result files: ``<relpath>.md`` and ``<relpath>.json`` per document, and ``batch.json``.
+
+Everything is read back from the database, so ``--out`` can be written (or
+rewritten) after the fact from any job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ocrq.db.models import Document, Job, Page
+from ocrq.schemas import PageStatus
+from ocrq.settings import Settings
+
+PAGE_SEPARATOR = "\n\n<!-- page {number} -->\n\n"
+
+
+def write_job_outputs(sessions: sessionmaker[Session], job_id: int, out_dir: Path,
+                      settings: Settings) -> dict[str, Any]:
+    """Write every document's files and ``batch.json``; returns the batch summary written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with sessions() as session:
+        job = session.get_one(Job, job_id)
+        entries = [_write_document(session, doc, out_dir, settings) for doc in job.documents]
+        batch = _batch_summary(session, job, entries)
+    _write_json(out_dir / "batch.json", batch)
+    return batch
+
+
+def _write_document(session: Session, document: Document, out_dir: Path,
+                    settings: Settings) -> dict[str, Any]:
+    entry = document_entry(document)
+    target = out_dir / document.relpath
+    pages = session.scalars(select(Page).where(Page.document_id == document.id).order_by(Page.index)).all()
+    outputs: dict[str, str] = {}
+    if settings.output_json:
+        outputs["json"] = _write_json(Path(f"{target}.json"), entry | {"pages": [page_entry(p) for p in pages]})
+    if settings.output_markdown and document.pages_done:
+        outputs["md"] = _write_text(Path(f"{target}.md"), document_markdown(pages))
+    return entry | {"outputs": outputs}
+
+
+def document_entry(document: Document) -> dict[str, Any]:
+    error = {"code": document.error_code, "message": document.error_message} if document.error_code else None
+    return {
+        "path": document.relpath, "source": document.path, "status": document.status,
+        "type": document.detected_type, "sha256": document.sha256, "size_bytes": document.size_bytes,
+        "pages": document.page_count, "pages_done": document.pages_done,
+        "pages_failed": document.pages_failed, "error": error,
+    }
+
+
+def page_entry(page: Page) -> dict[str, Any]:
+    error = {"code": page.error_code, "message": page.error_message} if page.error_code else None
+    return {
+        "index": page.index, "status": page.status, "width": page.width, "height": page.height,
+        "engine": page.engine, "model": page.model, "reused": page.reused,
+        "text": page.text, "markdown": page.markdown, "cells": page.cells or [], "error": error,
+        "timings": {
+            "queued_at": _iso(page.queued_at), "started_at": _iso(page.started_at),
+            "finished_at": _iso(page.finished_at), "render_ms": page.render_ms, "ocr_ms": page.ocr_ms,
+        },
+        "tokens": {"in": page.tokens_in, "out": page.tokens_out},
+    }
+
+
+def document_markdown(pages: list[Page] | tuple[Page, ...]) -> str:
+    parts = []
+    for page in pages:
+        failed = f"<!-- page failed: {page.error_code} -->"
+        body = (page.markdown or "") if page.status == PageStatus.DONE else failed
+        parts.append(PAGE_SEPARATOR.format(number=page.index + 1).lstrip() + body)
+    return "\n\n".join(parts).strip() + "\n"
+
+
+def _batch_summary(session: Session, job: Job, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    engines = Counter(session.scalars(
+        select(Page.engine).join(Document).where(Document.job_id == job.id, Page.status == PageStatus.DONE)
+    ))
+    return {
+        "job_id": job.id, "status": job.status, "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+        "settings": job.settings,
+        "counts": {"documents": dict(Counter(e["status"] for e in entries)),
+                   "pages": _page_counts(entries), "engines": dict(engines)},
+        "documents": entries,
+    }
+
+
+def _page_counts(entries: list[dict[str, Any]]) -> dict[str, int]:
+    return {"total": sum(e["pages"] for e in entries), "done": sum(e["pages_done"] for e in entries),
+            "failed": sum(e["pages_failed"] for e in entries)}
+
+
+def _iso(moment: Any) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _write_json(path: Path, payload: Any) -> str:
+    return _write_text(path, json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+
+
+def _write_text(path: Path, text: str) -> str:
+    """Write through a temporary file so a reader never sees half a result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+    return str(path)

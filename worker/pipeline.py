@@ -1,0 +1,122 @@
+"""The page pipeline: claim a page, render it, run the engine chain, store the outcome.
+
+The in-process runner and the Celery page task both call :meth:`PagePipeline.process`;
+it is the only place a page gets OCRed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from ocrq.errors import OcrqError, PageRenderError
+from ocrq.schemas import DocumentType, PageStatus, PageTask
+from worker.engines.chain import EngineChain, chain_failure
+from worker.job_store import JobStore, PageClaim, PageFinish
+from worker.render import OpenedDocument, RenderLimits, open_document
+
+OPEN_DOCUMENTS_PER_THREAD = 2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PageOutcome:
+    page_id: int
+    status: PageStatus | None
+    """None when the page had already been finished by an earlier delivery."""
+    engine: str | None = None
+
+
+class OpenDocuments:
+    """Keeps the last few documents open per thread, so consecutive pages skip the reopen.
+
+    MuPDF handles are not shared across threads; each thread gets its own.
+    """
+
+    def __init__(self, limits: RenderLimits) -> None:
+        self.limits = limits
+        self._local = threading.local()
+        self._all: list[OpenedDocument] = []
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, doc_type: DocumentType) -> OpenedDocument:
+        cache: OrderedDict[Path, OpenedDocument] = self._thread_cache()
+        if path in cache:
+            cache.move_to_end(path)
+            return cache[path]
+        document = open_document(path, doc_type, self.limits)
+        cache[path] = document
+        with self._lock:
+            self._all.append(document)
+        if len(cache) > OPEN_DOCUMENTS_PER_THREAD:
+            self._forget(cache.popitem(last=False)[1])
+        return document
+
+    def close(self) -> None:
+        with self._lock:
+            documents, self._all = self._all, []
+        for document in documents:
+            document.close()
+
+    def _thread_cache(self) -> OrderedDict[Path, OpenedDocument]:
+        if not hasattr(self._local, "cache"):
+            self._local.cache = OrderedDict()
+        return self._local.cache
+
+    def _forget(self, document: OpenedDocument) -> None:
+        with self._lock:
+            self._all.remove(document)
+        document.close()
+
+
+class PagePipeline:
+    def __init__(self, store: JobStore, chain: EngineChain, limits: RenderLimits,
+                 task: PageTask | None = None) -> None:
+        self.store, self.chain, self.task = store, chain, task or PageTask()
+        self.documents = OpenDocuments(limits)
+
+    def process(self, page_id: int) -> PageOutcome:
+        """OCR one page; safe to call again for the same page (a no-op once it is finished)."""
+        claim = self.store.claim_page(page_id)
+        if claim is None:
+            return PageOutcome(page_id, None)
+        finish = self._run(claim)
+        stored = self.store.finish_page(claim, finish)
+        status = PageStatus.FAILED if finish.error else PageStatus.DONE
+        engine = finish.result.engine if finish.result else None
+        return PageOutcome(page_id, status if stored else None, engine)
+
+    def close(self) -> None:
+        self.documents.close()
+        self.chain.close()
+
+    def _run(self, claim: PageClaim) -> PageFinish:
+        clock = time.perf_counter()
+        try:
+            image = self._render(claim)
+        except OcrqError as error:
+            return PageFinish(None, error, _ms_since(clock), None)
+        except Exception as exc:  # a renderer bug fails this page, not the batch
+            log.exception("rendering page %d of %s failed unexpectedly", claim.index, claim.path)
+            error = PageRenderError(f"unexpected {type(exc).__name__}: {exc}")
+            return PageFinish(None, error, _ms_since(clock), None)
+        render_ms = _ms_since(clock)
+        result, attempts = self.chain.recognize(image, self.task)
+        self.store.record_attempts(claim.page_id, attempts)
+        error = None if result else chain_failure(attempts)
+        return PageFinish(result, error, render_ms, image.size)
+
+    def _render(self, claim: PageClaim) -> Image.Image:
+        document = self.documents.get(claim.path, claim.doc_type)
+        return document.render(claim.index, self.chain.image_mode)
+
+
+def _ms_since(clock: float) -> float:
+    return (time.perf_counter() - clock) * 1000
