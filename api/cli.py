@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import click
 from pydantic import ValidationError
@@ -29,15 +29,22 @@ EXIT_OK, EXIT_SYSTEM, EXIT_USAGE, EXIT_DOCUMENTS = 0, 1, 2, 3
 @click.option("-v", "--verbose", is_flag=True, help="Log what the engines and workers do.")
 def cli(verbose: bool) -> None:
     """ocrq: batch OCR job queue."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 @cli.command("submit-batch")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where results go (default: OCRQ_OUTPUT_DIR, ./results).")
-@click.option("--force", is_flag=True, help="OCR again documents already done with the same content and settings.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where results go (default: OCRQ_OUTPUT_DIR, ./results).",
+)
+@click.option(
+    "--force", is_flag=True, help="OCR again documents already done with the same content and settings."
+)
 def submit_batch(paths: tuple[Path, ...], out_dir: Path | None, force: bool) -> None:
     """OCR every document in PATHS (files or folders, walked recursively)."""
     from worker.batch import BatchRequest, run_embedded_batch

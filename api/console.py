@@ -24,9 +24,15 @@ class PageProgressBar:
 
     def __init__(self, console: Console) -> None:
         self._bar = Progress(
-            TextColumn("[bold]OCR"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
-            TextColumn("{task.fields[rate]} p/s"), TextColumn("[red]{task.fields[failed]} failed"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("[bold]OCR"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("pages"),
+            TextColumn("{task.fields[rate]} p/s"),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             console=console,
         )
         self._task: TaskID | None = None
@@ -43,8 +49,13 @@ class PageProgressBar:
         assert self._task is not None
         task = self._bar.tasks[0]
         rate = progress.finished / task.elapsed if task.elapsed else 0.0
-        self._bar.update(self._task, total=progress.total, completed=progress.finished,
-                         failed=progress.failed, rate=f"{rate:.2f}")
+        self._bar.update(
+            self._task,
+            total=progress.total,
+            completed=progress.finished,
+            failed=progress.failed,
+            rate=f"{rate:.2f}",
+        )
 
 
 def print_summary(console: Console, batch: dict[str, Any], out_dir: str) -> None:

@@ -50,8 +50,12 @@ def write_pdf(path: Path) -> None:
 def write_samples(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "scans").mkdir(exist_ok=True)
-    made = [folder / "report-en-ru.pdf", folder / "scans/letter-ru.png",
-            folder / "scans/sideways-en.jpg", folder / "scans/two-frames.tiff"]
+    made = [
+        folder / "report-en-ru.pdf",
+        folder / "scans/letter-ru.png",
+        folder / "scans/sideways-en.jpg",
+        folder / "scans/two-frames.tiff",
+    ]
     write_pdf(made[0])
     text_page_image(RUSSIAN).save(made[1], dpi=(200, 200))
     text_page_image(ENGLISH).rotate(90, expand=True).convert("RGB").save(made[2], quality=90)

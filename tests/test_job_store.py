@@ -14,8 +14,13 @@ def _job_with_pages(sessions: sessionmaker[Session], page_counts: list[int]) -> 
     with sessions.begin() as session:
         job = Job(result_key="k", settings={})
         for number, count in enumerate(page_counts):
-            document = Document(path=f"/in/{number}.pdf", relpath=f"{number}.pdf", result_key="k",
-                                detected_type=DocumentType.PDF, page_count=count)
+            document = Document(
+                path=f"/in/{number}.pdf",
+                relpath=f"{number}.pdf",
+                result_key="k",
+                detected_type=DocumentType.PDF,
+                page_count=count,
+            )
             document.pages = [Page(index=i) for i in range(count)]
             job.documents.append(document)
         session.add(job)

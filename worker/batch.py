@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.db.migrations import ensure_schema
 from ocrq.db.session import make_engine, make_session_factory
 from ocrq.settings import Settings
+from worker.engines.chain import EngineChain
+from worker.engines.selection import build_chain
 from worker.ingest import create_job
 from worker.intake import walk_sources
 from worker.outputs import write_job_outputs
@@ -32,14 +35,19 @@ def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
     return engine, make_session_factory(engine)
 
 
-def run_embedded_batch(settings: Settings, request: BatchRequest,
-                       on_progress: ProgressCallback = lambda _p: None) -> dict[str, Any]:
+def run_embedded_batch(
+    settings: Settings,
+    request: BatchRequest,
+    on_progress: ProgressCallback = lambda _p: None,
+    chain_factory: Callable[[Settings], EngineChain] = build_chain,
+) -> dict[str, Any]:
     """Returns the ``batch.json`` summary, also written under ``request.out_dir``."""
     engine, sessions = open_database(settings)
     try:
         sources = walk_sources(request.inputs, exclude=_own_files(settings, request.out_dir))
         job_id = create_job(sessions, sources, settings)
-        EmbeddedRunner(sessions, settings, reuse=not request.force).run(job_id, on_progress)
+        runner = EmbeddedRunner(sessions, settings, reuse=not request.force, chain_factory=chain_factory)
+        runner.run(job_id, on_progress)
         return write_job_outputs(sessions, job_id, request.out_dir, settings)
     finally:
         engine.dispose()

@@ -21,8 +21,21 @@ from worker.job_store import JobStore
 from worker.render import RenderLimits, open_document
 from worker.sniff import sniff_type
 
-REUSED_PAGE_FIELDS = ("text", "markdown", "cells", "engine", "model", "width", "height",
-                      "started_at", "finished_at", "render_ms", "ocr_ms", "tokens_in", "tokens_out")
+REUSED_PAGE_FIELDS = (
+    "text",
+    "markdown",
+    "cells",
+    "engine",
+    "model",
+    "width",
+    "height",
+    "started_at",
+    "finished_at",
+    "render_ms",
+    "ocr_ms",
+    "tokens_in",
+    "tokens_out",
+)
 
 
 def create_job(sessions: sessionmaker[Session], sources: list[SourceFile], settings: Settings) -> int:
@@ -100,9 +113,14 @@ def _new_page(index: int, earlier: Page | None) -> Page:
 def _earlier_results(session: Session, document: Document) -> dict[int, Page]:
     """Done pages of the newest earlier run of the same content under the same settings."""
     done = session.scalars(
-        select(Page).join(Document)
-        .where(Document.sha256 == document.sha256, Document.result_key == document.result_key,
-               Document.id != document.id, Page.status == PageStatus.DONE)
+        select(Page)
+        .join(Document)
+        .where(
+            Document.sha256 == document.sha256,
+            Document.result_key == document.result_key,
+            Document.id != document.id,
+            Page.status == PageStatus.DONE,
+        )
         .order_by(Document.id.desc())
     )
     found: dict[int, Page] = {}
@@ -112,7 +130,14 @@ def _earlier_results(session: Session, document: Document) -> dict[int, Page]:
 
 
 def _queued_page_ids(session: Session, document_id: int) -> list[int]:
-    return list(session.scalars(
-        select(Page.id).where(Page.document_id == document_id, Page.status != PageStatus.DONE,
-                              Page.status != PageStatus.FAILED).order_by(Page.index)
-    ))
+    return list(
+        session.scalars(
+            select(Page.id)
+            .where(
+                Page.document_id == document_id,
+                Page.status != PageStatus.DONE,
+                Page.status != PageStatus.FAILED,
+            )
+            .order_by(Page.index)
+        )
+    )

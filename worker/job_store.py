@@ -57,8 +57,9 @@ class JobStore:
             document = page.document
             if document.status == DocumentStatus.QUEUED:
                 document.status = DocumentStatus.RUNNING
-            return PageClaim(page.id, document.id, page.index, Path(document.path),
-                             DocumentType(document.detected_type))
+            return PageClaim(
+                page.id, document.id, page.index, Path(document.path), DocumentType(document.detected_type)
+            )
 
     def record_attempts(self, page_id: int, attempts: list[AttemptRecord]) -> None:
         with self.sessions.begin() as session:
@@ -93,7 +94,8 @@ class JobStore:
     def start_job(self, job_id: int) -> None:
         with self.sessions.begin() as session:
             session.execute(
-                update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
                 .values(status=JobStatus.RUNNING, started_at=utcnow())
             )
 
@@ -112,14 +114,23 @@ def _page_values(finish: PageFinish) -> dict[str, object]:
     if finish.size:
         values["width"], values["height"] = finish.size
     if finish.error is not None:
-        return values | {"status": PageStatus.FAILED, "error_code": finish.error.code,
-                         "error_message": finish.error.message}
+        return values | {
+            "status": PageStatus.FAILED,
+            "error_code": finish.error.code,
+            "error_message": finish.error.message,
+        }
     result = finish.result
     assert result is not None
     return values | {
-        "status": PageStatus.DONE, "text": result.text, "markdown": result.markdown,
-        "cells": result.cells_json(), "engine": result.engine, "model": result.model,
-        "ocr_ms": result.ocr_ms, "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
+        "status": PageStatus.DONE,
+        "text": result.text,
+        "markdown": result.markdown,
+        "cells": result.cells_json(),
+        "engine": result.engine,
+        "model": result.model,
+        "ocr_ms": result.ocr_ms,
+        "tokens_in": result.tokens_in,
+        "tokens_out": result.tokens_out,
     }
 
 
@@ -135,12 +146,17 @@ def _finalize_document(session: Session, document_id: int) -> bool:
         (Document.pages_done == 0, DocumentStatus.FAILED.value),
         else_=DocumentStatus.PARTIAL.value,
     )
-    return bool(session.execute(
-        update(Document)
-        .where(Document.id == document_id, Document.status.not_in(FINISHED_DOCUMENT),
-               Document.pages_done + Document.pages_failed >= Document.page_count)
-        .values(status=status, finished_at=utcnow())
-    ).rowcount)
+    return bool(
+        session.execute(
+            update(Document)
+            .where(
+                Document.id == document_id,
+                Document.status.not_in(FINISHED_DOCUMENT),
+                Document.pages_done + Document.pages_failed >= Document.page_count,
+            )
+            .values(status=status, finished_at=utcnow())
+        ).rowcount
+    )
 
 
 def _explain_page_failures(session: Session, document_id: int) -> None:
@@ -149,8 +165,10 @@ def _explain_page_failures(session: Session, document_id: int) -> None:
     if document.pages_failed == 0 or document.error_code:
         return
     first = session.scalars(
-        select(Page).where(Page.document_id == document_id, Page.status == PageStatus.FAILED)
-        .order_by(Page.index).limit(1)
+        select(Page)
+        .where(Page.document_id == document_id, Page.status == PageStatus.FAILED)
+        .order_by(Page.index)
+        .limit(1)
     ).one()
     document.error_code = first.error_code
     document.error_message = (
@@ -161,13 +179,16 @@ def _explain_page_failures(session: Session, document_id: int) -> None:
 
 def finalize_job(session: Session, job_id: int) -> None:
     """Close the job when no document is left open; its status summarises the documents."""
-    counts = dict(session.execute(
-        select(Document.status, func.count()).where(Document.job_id == job_id).group_by(Document.status)
-    ).all())
+    counts = dict(
+        session.execute(
+            select(Document.status, func.count()).where(Document.job_id == job_id).group_by(Document.status)
+        ).all()
+    )
     if any(status not in FINISHED_DOCUMENT for status in counts):
         return
     session.execute(
-        update(Job).where(Job.id == job_id, Job.finished_at.is_(None))
+        update(Job)
+        .where(Job.id == job_id, Job.finished_at.is_(None))
         .values(status=_job_status(counts), finished_at=utcnow())
     )
 

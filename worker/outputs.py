@@ -22,8 +22,9 @@ from ocrq.settings import Settings
 PAGE_SEPARATOR = "\n\n<!-- page {number} -->\n\n"
 
 
-def write_job_outputs(sessions: sessionmaker[Session], job_id: int, out_dir: Path,
-                      settings: Settings) -> dict[str, Any]:
+def write_job_outputs(
+    sessions: sessionmaker[Session], job_id: int, out_dir: Path, settings: Settings
+) -> dict[str, Any]:
     """Write every document's files and ``batch.json``; returns the batch summary written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with sessions() as session:
@@ -34,14 +35,17 @@ def write_job_outputs(sessions: sessionmaker[Session], job_id: int, out_dir: Pat
     return batch
 
 
-def _write_document(session: Session, document: Document, out_dir: Path,
-                    settings: Settings) -> dict[str, Any]:
+def _write_document(
+    session: Session, document: Document, out_dir: Path, settings: Settings
+) -> dict[str, Any]:
     entry = document_entry(document)
     target = out_dir / document.relpath
     pages = session.scalars(select(Page).where(Page.document_id == document.id).order_by(Page.index)).all()
     outputs: dict[str, str] = {}
     if settings.output_json:
-        outputs["json"] = _write_json(Path(f"{target}.json"), entry | {"pages": [page_entry(p) for p in pages]})
+        outputs["json"] = _write_json(
+            Path(f"{target}.json"), entry | {"pages": [page_entry(p) for p in pages]}
+        )
     if settings.output_markdown and document.pages_done:
         outputs["md"] = _write_text(Path(f"{target}.md"), document_markdown(pages))
     return entry | {"outputs": outputs}
@@ -50,22 +54,39 @@ def _write_document(session: Session, document: Document, out_dir: Path,
 def document_entry(document: Document) -> dict[str, Any]:
     error = {"code": document.error_code, "message": document.error_message} if document.error_code else None
     return {
-        "path": document.relpath, "source": document.path, "status": document.status,
-        "type": document.detected_type, "sha256": document.sha256, "size_bytes": document.size_bytes,
-        "pages": document.page_count, "pages_done": document.pages_done,
-        "pages_failed": document.pages_failed, "error": error,
+        "path": document.relpath,
+        "source": document.path,
+        "status": document.status,
+        "type": document.detected_type,
+        "sha256": document.sha256,
+        "size_bytes": document.size_bytes,
+        "pages": document.page_count,
+        "pages_done": document.pages_done,
+        "pages_failed": document.pages_failed,
+        "error": error,
     }
 
 
 def page_entry(page: Page) -> dict[str, Any]:
     error = {"code": page.error_code, "message": page.error_message} if page.error_code else None
     return {
-        "index": page.index, "status": page.status, "width": page.width, "height": page.height,
-        "engine": page.engine, "model": page.model, "reused": page.reused,
-        "text": page.text, "markdown": page.markdown, "cells": page.cells or [], "error": error,
+        "index": page.index,
+        "status": page.status,
+        "width": page.width,
+        "height": page.height,
+        "engine": page.engine,
+        "model": page.model,
+        "reused": page.reused,
+        "text": page.text,
+        "markdown": page.markdown,
+        "cells": page.cells or [],
+        "error": error,
         "timings": {
-            "queued_at": _iso(page.queued_at), "started_at": _iso(page.started_at),
-            "finished_at": _iso(page.finished_at), "render_ms": page.render_ms, "ocr_ms": page.ocr_ms,
+            "queued_at": _iso(page.queued_at),
+            "started_at": _iso(page.started_at),
+            "finished_at": _iso(page.finished_at),
+            "render_ms": page.render_ms,
+            "ocr_ms": page.ocr_ms,
         },
         "tokens": {"in": page.tokens_in, "out": page.tokens_out},
     }
@@ -81,22 +102,35 @@ def document_markdown(pages: list[Page] | tuple[Page, ...]) -> str:
 
 
 def _batch_summary(session: Session, job: Job, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    engines = Counter(session.scalars(
-        select(Page.engine).join(Document).where(Document.job_id == job.id, Page.status == PageStatus.DONE)
-    ))
+    engines = Counter(
+        session.scalars(
+            select(Page.engine)
+            .join(Document)
+            .where(Document.job_id == job.id, Page.status == PageStatus.DONE)
+        )
+    )
     return {
-        "job_id": job.id, "status": job.status, "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+        "job_id": job.id,
+        "status": job.status,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
         "settings": job.settings,
-        "counts": {"documents": dict(Counter(e["status"] for e in entries)),
-                   "pages": _page_counts(entries), "engines": dict(engines)},
+        "counts": {
+            "documents": dict(Counter(e["status"] for e in entries)),
+            "pages": _page_counts(entries),
+            "engines": dict(engines),
+        },
         "documents": entries,
     }
 
 
 def _page_counts(entries: list[dict[str, Any]]) -> dict[str, int]:
-    return {"total": sum(e["pages"] for e in entries), "done": sum(e["pages_done"] for e in entries),
-            "failed": sum(e["pages_failed"] for e in entries)}
+    return {
+        "total": sum(e["pages"] for e in entries),
+        "done": sum(e["pages_done"] for e in entries),
+        "failed": sum(e["pages_failed"] for e in entries),
+    }
 
 
 def _iso(moment: Any) -> str | None:

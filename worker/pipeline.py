@@ -77,8 +77,9 @@ class OpenDocuments:
 
 
 class PagePipeline:
-    def __init__(self, store: JobStore, chain: EngineChain, limits: RenderLimits,
-                 task: PageTask | None = None) -> None:
+    def __init__(
+        self, store: JobStore, chain: EngineChain, limits: RenderLimits, task: PageTask | None = None
+    ) -> None:
         self.store, self.chain, self.task = store, chain, task or PageTask()
         self.documents = OpenDocuments(limits)
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.db.models import Document, Page
 from ocrq.schemas import PageStatus
 from ocrq.settings import Settings
+from worker.engines.chain import EngineChain
 from worker.engines.selection import build_chain
 from worker.ingest import ingest_document
 from worker.job_store import JobStore
@@ -41,9 +42,17 @@ ProgressCallback = Callable[[Progress], None]
 
 
 class EmbeddedRunner:
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings, *, reuse: bool = True) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        *,
+        reuse: bool = True,
+        chain_factory: Callable[[Settings], EngineChain] = build_chain,
+    ) -> None:
         self.sessions, self.settings, self.reuse = sessions, settings, reuse
         self.store = JobStore(sessions)
+        self.chain_factory = chain_factory
 
     def run(self, job_id: int, on_progress: ProgressCallback = lambda _p: None) -> None:
         """Ingest every document, then OCR every page still to do; returns when the job is finished."""
@@ -51,7 +60,8 @@ class EmbeddedRunner:
         page_ids = self._ingest_all(job_id)
         progress = self._progress_of(job_id)
         on_progress(progress)
-        pipeline = PagePipeline(self.store, build_chain(self.settings), RenderLimits.from_settings(self.settings))
+        limits = RenderLimits.from_settings(self.settings)
+        pipeline = PagePipeline(self.store, self.chain_factory(self.settings), limits)
         try:
             self._run_pages(pipeline, page_ids, progress, on_progress)
         finally:
@@ -67,14 +77,24 @@ class EmbeddedRunner:
 
     def _progress_of(self, job_id: int) -> Progress:
         with self.sessions() as session:
-            counts = dict(session.execute(
-                select(Page.status, func.count()).join(Document)
-                .where(Document.job_id == job_id).group_by(Page.status)
-            ).all())
-        return Progress(sum(counts.values()), counts.get(PageStatus.DONE, 0), counts.get(PageStatus.FAILED, 0))
+            counts = dict(
+                session.execute(
+                    select(Page.status, func.count())
+                    .join(Document)
+                    .where(Document.job_id == job_id)
+                    .group_by(Page.status)
+                ).all()
+            )
+        done, failed = counts.get(PageStatus.DONE, 0), counts.get(PageStatus.FAILED, 0)
+        return Progress(sum(counts.values()), done, failed)
 
-    def _run_pages(self, pipeline: PagePipeline, page_ids: Iterable[int], progress: Progress,
-                   on_progress: ProgressCallback) -> None:
+    def _run_pages(
+        self,
+        pipeline: PagePipeline,
+        page_ids: Iterable[int],
+        progress: Progress,
+        on_progress: ProgressCallback,
+    ) -> None:
         workers = self.settings.page_workers or pipeline.chain.max_in_flight
         lock = threading.Lock()
 
@@ -88,8 +108,13 @@ class EmbeddedRunner:
             _feed(pool, pipeline.process, page_ids, window=2 * workers, on_result=record)
 
 
-def _feed(pool: ThreadPoolExecutor, work: Callable[[int], PageOutcome], items: Iterable[int],
-          window: int, on_result: Callable[[PageOutcome], None]) -> None:
+def _feed(
+    pool: ThreadPoolExecutor,
+    work: Callable[[int], PageOutcome],
+    items: Iterable[int],
+    window: int,
+    on_result: Callable[[PageOutcome], None],
+) -> None:
     """Submit items keeping at most ``window`` in flight; results are handed over as they finish."""
     pending: set[Future[PageOutcome]] = set()
     for item in items:
@@ -100,8 +125,10 @@ def _feed(pool: ThreadPoolExecutor, work: Callable[[int], PageOutcome], items: I
         pending = _drain(wait(pending, return_when=FIRST_COMPLETED), on_result)
 
 
-def _drain(waited: tuple[set[Future[PageOutcome]], set[Future[PageOutcome]]],
-           on_result: Callable[[PageOutcome], None]) -> set[Future[PageOutcome]]:
+def _drain(
+    waited: tuple[set[Future[PageOutcome]], set[Future[PageOutcome]]],
+    on_result: Callable[[PageOutcome], None],
+) -> set[Future[PageOutcome]]:
     finished, still_pending = waited
     for future in finished:
         on_result(future.result())

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from alembic import command
 from ocrq.errors import ConfigurationError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

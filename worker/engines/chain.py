@@ -33,9 +33,13 @@ class AttemptRecord:
 
     def as_row(self) -> dict[str, object]:
         return {
-            "engine": self.engine, "model": self.model, "started_at": self.started_at,
-            "duration_ms": self.duration_ms, "outcome": self.outcome,
-            "error_code": self.error_code, "error_message": self.error_message,
+            "engine": self.engine,
+            "model": self.model,
+            "started_at": self.started_at,
+            "duration_ms": self.duration_ms,
+            "outcome": self.outcome,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
         }
 
 
@@ -86,11 +90,17 @@ def _attempt(engine: Engine, image: Image.Image, task: PageTask) -> tuple[PageRe
     return result, _record(engine, started, clock, "ok", None)
 
 
-def _record(engine: Engine, started: datetime, clock: float, outcome: str,
-            error: OcrqError | None) -> AttemptRecord:
+def _record(
+    engine: Engine, started: datetime, clock: float, outcome: str, error: OcrqError | None
+) -> AttemptRecord:
     return AttemptRecord(
-        engine.name, engine.model, started, (time.perf_counter() - clock) * 1000, outcome,
-        error.code if error else None, error.message if error else None,
+        engine.name,
+        engine.model,
+        started,
+        (time.perf_counter() - clock) * 1000,
+        outcome,
+        error.code if error else None,
+        error.message if error else None,
     )
 
 
