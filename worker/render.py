@@ -175,7 +175,9 @@ class PdfDocument(OpenedDocument):
         page = self._opened().load_page(index)
         zoom = pdf_zoom(page.rect, self.limits)
         pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=colorspace, alpha=False)
-        return Image.frombytes(mode, (pixmap.width, pixmap.height), pixmap.samples_mv)
+        image = Image.frombytes(mode, (pixmap.width, pixmap.height), pixmap.samples_mv)
+        image.info["dpi"] = (zoom * POINTS_PER_INCH, zoom * POINTS_PER_INCH)  # engines size text by it
+        return image
 
     def _opened(self) -> pymupdf.Document:
         if self._document is None:
