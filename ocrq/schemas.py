@@ -17,6 +17,7 @@ class JobStatus(StrEnum):
     DONE = "done"
     PARTIAL = "partial"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class DocumentStatus(StrEnum):
@@ -25,10 +26,7 @@ class DocumentStatus(StrEnum):
     DONE = "done"
     PARTIAL = "partial"
     FAILED = "failed"
-
-    @property
-    def finished(self) -> bool:
-        return self in (DocumentStatus.DONE, DocumentStatus.PARTIAL, DocumentStatus.FAILED)
+    CANCELLED = "cancelled"
 
 
 class PageStatus(StrEnum):
@@ -36,6 +34,7 @@ class PageStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class PromptMode(StrEnum):

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 KNOWN_ENGINES = ("vllm", "transformers", "tesseract")
@@ -43,6 +43,29 @@ class Settings(BaseSettings):
     output_markdown: bool = True
     output_json: bool = True
 
+    # --- Celery (used only with a broker) -------------------------------------
+    gpu_queue: str = "gpu"
+    """Page tasks go here; give each GPU host its own name to pin jobs to it."""
+    cpu_queue: str = "cpu"
+    page_time_limit: int = Field(900, ge=10)
+    """Hard limit for one page task; a page claimed longer ago than this is taken over."""
+    visibility_timeout: int = Field(3600, ge=60)
+    """Redis redelivers unacknowledged tasks after this; must exceed the page time limit."""
+    reconcile_interval: int = Field(60, ge=5)
+    reconcile_grace: int = Field(120, ge=0)
+    """Pages enqueued more recently than this are never judged lost."""
+    flower_basic_auth: str | None = None
+    """``user:password[,user2:password2]`` for Flower."""
+
+    # --- nightly inbox ingestion -----------------------------------------------
+    inbox_dir: Path | None = None
+    inbox_schedule: str = "0 2 * * *"
+    """Crontab (minute hour day month weekday), UTC."""
+    inbox_stable_seconds: int = Field(60, ge=0)
+    """A file modified more recently than this may still be being written: left for next time."""
+    inbox_move: bool = True
+    """Move finished sources to ``done/`` or ``failed/`` under the inbox."""
+
     @field_validator("engines", mode="before")
     @classmethod
     def _split_engines(cls, value: object) -> object:
@@ -59,6 +82,14 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("OCRQ_ENGINES names no engine")
         return value
+
+    @model_validator(mode="after")
+    def _visibility_exceeds_time_limit(self) -> Settings:
+        if self.visibility_timeout <= self.page_time_limit:
+            raise ValueError(
+                "OCRQ_VISIBILITY_TIMEOUT must exceed OCRQ_PAGE_TIME_LIMIT, or running pages get redelivered"
+            )
+        return self
 
     @property
     def embedded(self) -> bool:

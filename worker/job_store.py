@@ -8,9 +8,10 @@ again, and document counters move exactly once per page.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Attempt, Document, Job, Page, utcnow
@@ -18,8 +19,14 @@ from ocrq.errors import OcrqError
 from ocrq.schemas import DocumentStatus, DocumentType, JobStatus, PageResult, PageStatus
 from worker.engines.chain import AttemptRecord
 
-FINISHED_DOCUMENT = (DocumentStatus.DONE, DocumentStatus.PARTIAL, DocumentStatus.FAILED)
-FINISHED_PAGE = (PageStatus.DONE, PageStatus.FAILED)
+FINISHED_DOCUMENT = (
+    DocumentStatus.DONE,
+    DocumentStatus.PARTIAL,
+    DocumentStatus.FAILED,
+    DocumentStatus.CANCELLED,
+)
+FINISHED_PAGE = (PageStatus.DONE, PageStatus.FAILED, PageStatus.CANCELLED)
+DEFAULT_LEASE_SECONDS = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +51,30 @@ class PageFinish:
 
 
 class JobStore:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.sessions = sessions
+        self.lease = timedelta(seconds=lease_seconds)
 
     def claim_page(self, page_id: int) -> PageClaim | None:
-        """Mark a page running; None when it is already finished (a redelivery)."""
+        """Mark a page running; None when it is finished or another worker holds a fresh lease.
+
+        A page left ``running`` longer than the lease belonged to a worker that
+        died; the claim takes it over.
+        """
+        now = utcnow()
+        claimable = or_(
+            Page.status == PageStatus.QUEUED,
+            and_(Page.status == PageStatus.RUNNING, Page.started_at < now - self.lease),
+        )
         with self.sessions.begin() as session:
-            page = session.get(Page, page_id)
-            if page is None or page.status in FINISHED_PAGE:
+            claimed = session.execute(
+                update(Page)
+                .where(Page.id == page_id, claimable)
+                .values(status=PageStatus.RUNNING, started_at=now)
+            ).rowcount
+            if not claimed:
                 return None
-            page.status, page.started_at = PageStatus.RUNNING, utcnow()
+            page = session.get_one(Page, page_id)
             document = page.document
             if document.status == DocumentStatus.QUEUED:
                 document.status = DocumentStatus.RUNNING

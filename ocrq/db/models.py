@@ -55,6 +55,10 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     result_key: Mapped[str] = mapped_column(String(32))
     settings: Mapped[dict[str, Any]] = mapped_column(JsonColumn, default=dict)
+    origin: Mapped[str] = mapped_column(String(16), default="cli")
+    """Who submitted it: ``cli``, ``api`` or ``inbox`` (inbox sources are moved when done)."""
+    queue: Mapped[str | None] = mapped_column(String(64))
+    """The page queue its pages go to; None for embedded (in-process) jobs."""
 
     documents: Mapped[list[Document]] = relationship(
         back_populates="job", order_by="Document.id", cascade="all, delete-orphan"
@@ -109,6 +113,8 @@ class Page(Base):
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """Last time a task for this page was sent to the broker (the reconciler compares it)."""
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     render_ms: Mapped[float | None] = mapped_column(Float)
