@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import click
-from pydantic import ValidationError
-from rich.console import Console
 
+from api.cli_support import EXIT_OK, err_console, exit_for, load_settings, or_exit
 from api.console import PageProgressBar, print_summary
-from ocrq.errors import OcrqError
-from ocrq.settings import Settings, build_settings
-
-T = TypeVar("T")
-
-EXIT_OK, EXIT_SYSTEM, EXIT_USAGE, EXIT_DOCUMENTS = 0, 1, 2, 3
+from api.queue_cli import QUEUE_COMMANDS, submit_to_queue
+from ocrq.settings import Settings
 
 
 @click.group()
@@ -45,18 +38,29 @@ def cli(verbose: bool) -> None:
 @click.option(
     "--force", is_flag=True, help="OCR again documents already done with the same content and settings."
 )
-def submit_batch(paths: tuple[Path, ...], out_dir: Path | None, force: bool) -> None:
-    """OCR every document in PATHS (files or folders, walked recursively)."""
+@click.option("--wait", is_flag=True, help="With a broker: follow the job to its end and write results.")
+def submit_batch(paths: tuple[Path, ...], out_dir: Path | None, force: bool, wait: bool) -> None:
+    """OCR every document in PATHS (files or folders, walked recursively).
+
+    Without OCRQ_BROKER_URL the work runs here; with it, the job is queued for
+    workers and its id printed (``--wait`` follows it like the embedded run).
+    """
+    settings = load_settings()
+    out = out_dir or settings.output_dir
+    if not settings.embedded:
+        submit_to_queue(settings, list(paths), out, force=force, wait=wait)
+        return
+    batch = _run_here(settings, list(paths), out, force)
+    print_summary(err_console, batch, str(out))
+    exit_for(batch)
+
+
+def _run_here(settings: Settings, paths: list[Path], out: Path, force: bool) -> dict:
     from worker.batch import BatchRequest, run_embedded_batch
 
-    settings = _settings()
-    console = Console(stderr=True)
-    request = BatchRequest(list(paths), out_dir or settings.output_dir, force)
-    with PageProgressBar(console) as bar:
-        batch = _or_exit(lambda: run_embedded_batch(settings, request, bar.update), console)
-    print_summary(console, batch, str(request.out_dir))
-    all_done = all(doc["status"] == "done" for doc in batch["documents"])
-    sys.exit(EXIT_OK if all_done else EXIT_DOCUMENTS)
+    request = BatchRequest(paths, out, force)
+    with PageProgressBar(err_console) as bar:
+        return or_exit(lambda: run_embedded_batch(settings, request, bar.update))
 
 
 @cli.group()
@@ -70,28 +74,13 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations to OCRQ_DATABASE_URL."""
     from ocrq.db.migrations import upgrade
 
-    settings = _settings()
-    _or_exit(lambda: upgrade(settings.database_url, revision), Console(stderr=True))
+    settings = load_settings()
+    or_exit(lambda: upgrade(settings.database_url, revision))
     click.echo(f"database at {revision}")
 
 
-def _settings() -> Settings:
-    try:
-        return build_settings()
-    except ValidationError as error:
-        raise click.UsageError(f"bad OCRQ_ settings:\n{error}") from error
-
-
-def _or_exit(action: Callable[[], T], console: Console) -> T:
-    """Run the action; ocrq's own failures end the process with exit code 1 and a plain message."""
-    try:
-        return action()
-    except OcrqError as error:
-        console.print(f"[red]error[/red] ({error.code}): {error.message}")
-    except Exception as error:
-        logging.getLogger("ocrq").exception("ocrq failed")
-        console.print(f"[red]internal error[/red]: {type(error).__name__}: {error}")
-    sys.exit(EXIT_SYSTEM)
+for command in QUEUE_COMMANDS:
+    cli.add_command(command)
 
 
 def main() -> None:
@@ -100,3 +89,4 @@ def main() -> None:
 
 def submit_batch_main() -> None:
     submit_batch(prog_name="submit-batch")
+    sys.exit(EXIT_OK)

@@ -17,7 +17,7 @@ from ocrq.settings import Settings
 from worker.engines.chain import EngineChain
 from worker.engines.selection import build_chain
 from worker.ingest import create_job
-from worker.intake import walk_sources
+from worker.intake import SourceFile, walk_sources
 from worker.outputs import write_job_outputs
 from worker.runner import EmbeddedRunner, ProgressCallback
 
@@ -42,18 +42,29 @@ def run_embedded_batch(
     chain_factory: Callable[[Settings], EngineChain] = build_chain,
 ) -> dict[str, Any]:
     """Returns the ``batch.json`` summary, also written under ``request.out_dir``."""
+    sources = walk_sources(request.inputs, exclude=own_files(settings, request.out_dir))
+    return run_embedded_sources(settings, sources, request, on_progress, chain_factory)
+
+
+def run_embedded_sources(
+    settings: Settings,
+    sources: list[SourceFile],
+    request: BatchRequest,
+    on_progress: ProgressCallback = lambda _p: None,
+    chain_factory: Callable[[Settings], EngineChain] = build_chain,
+    origin: str = "cli",
+) -> dict[str, Any]:
     engine, sessions = open_database(settings)
     try:
-        sources = walk_sources(request.inputs, exclude=_own_files(settings, request.out_dir))
-        job_id = create_job(sessions, sources, settings)
-        runner = EmbeddedRunner(sessions, settings, reuse=not request.force, chain_factory=chain_factory)
+        job_id = create_job(sessions, sources, settings, origin=origin, reuse=not request.force)
+        runner = EmbeddedRunner(sessions, settings, chain_factory=chain_factory)
         runner.run(job_id, on_progress)
         return write_job_outputs(sessions, job_id, request.out_dir, settings)
     finally:
         engine.dispose()
 
 
-def _own_files(settings: Settings, out_dir: Path) -> list[Path]:
+def own_files(settings: Settings, out_dir: Path) -> list[Path]:
     """The output folder and a SQLite database (with its WAL files) never count as input."""
     own = [out_dir]
     database = make_url(settings.database_url).database

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Job, Page
@@ -38,12 +39,27 @@ REUSED_PAGE_FIELDS = (
 )
 
 
-def create_job(sessions: sessionmaker[Session], sources: list[SourceFile], settings: Settings) -> int:
-    """One job row and one queued document row per source file; nothing is opened yet."""
+def create_job(
+    sessions: sessionmaker[Session],
+    sources: list[SourceFile],
+    settings: Settings,
+    *,
+    origin: str = "cli",
+    queue: str | None = None,
+    reuse: bool = True,
+) -> int:
+    """One job row and one queued document row per source file; nothing is opened yet.
+
+    ``queue`` names the page queue for a Celery job (None: embedded); ``reuse``
+    False (``--force``) makes its documents ignore earlier results.
+    """
     key = settings.result_key()
     with sessions.begin() as session:
-        job = Job(result_key=key, settings=settings.result_settings())
-        job.documents = [Document(path=str(s.path), relpath=s.relpath, result_key=key) for s in sources]
+        job_settings = settings.result_settings() | {"reuse_results": reuse}
+        job = Job(result_key=key, settings=job_settings, origin=origin, queue=queue)
+        job.documents = [
+            Document(path=str(s.path), relpath=s.relpath, result_key=key, sha256=s.sha256) for s in sources
+        ]
         session.add(job)
         session.flush()
         return job.id
@@ -68,21 +84,23 @@ def inspect_source(path: Path, settings: Settings) -> Inspection:
     return Inspection(sha256_of(path), size, doc_type, page_count)
 
 
-def ingest_document(
-    sessions: sessionmaker[Session], settings: Settings, document_id: int, *, reuse: bool = True
-) -> list[int]:
+def ingest_document(sessions: sessionmaker[Session], settings: Settings, document_id: int) -> list[int]:
     """Create the document's pages (once) and return the ids of those still to OCR."""
     with sessions() as session:
         document = session.get_one(Document, document_id)
         if document.status != DocumentStatus.QUEUED or document.page_count:
             return _queued_page_ids(session, document_id)
-        path = Path(document.path)
+        path, reuse = Path(document.path), document.job.settings.get("reuse_results", True)
     try:
         inspection = inspect_source(path, settings)
     except OcrqError as error:
         JobStore(sessions).fail_document(document_id, error)
         return []
-    return _create_pages(sessions, document_id, inspection, reuse)
+    try:
+        return _create_pages(sessions, document_id, inspection, reuse)
+    except IntegrityError:  # a concurrent delivery of the same ingest created them first
+        with sessions() as session:
+            return _queued_page_ids(session, document_id)
 
 
 def _create_pages(

@@ -17,6 +17,8 @@ class SourceFile:
     """Absolute, resolved: what workers open."""
     relpath: str
     """Relative to its input root (prefixed by the root's name when a job has several roots)."""
+    sha256: str | None = None
+    """Known up front only where a producer hashed the file already (inbox deduplication)."""
 
 
 def walk_sources(inputs: Iterable[Path], exclude: Iterable[Path] = ()) -> list[SourceFile]:

@@ -78,6 +78,7 @@ class JobStore:
             document = page.document
             if document.status == DocumentStatus.QUEUED:
                 document.status = DocumentStatus.RUNNING
+                _start_job(session, document.job_id)
             return PageClaim(
                 page.id, document.id, page.index, Path(document.path), DocumentType(document.detected_type)
             )
@@ -112,13 +113,32 @@ class JobStore:
         with self.sessions.begin() as session:
             self._close_if_complete(session, document_id)
 
+    def cancel_job(self, job_id: int) -> bool:
+        """Queued pages and unfinished documents are cancelled; running pages still finish and count."""
+        with self.sessions.begin() as session:
+            cancelled = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.finished_at.is_(None))
+                .values(status=JobStatus.CANCELLED, finished_at=utcnow())
+            ).rowcount
+            if not cancelled:
+                return False
+            documents = select(Document.id).where(Document.job_id == job_id)
+            session.execute(
+                update(Page)
+                .where(Page.document_id.in_(documents), Page.status == PageStatus.QUEUED)
+                .values(status=PageStatus.CANCELLED)
+            )
+            session.execute(
+                update(Document)
+                .where(Document.job_id == job_id, Document.status.not_in(FINISHED_DOCUMENT))
+                .values(status=DocumentStatus.CANCELLED, finished_at=utcnow())
+            )
+            return True
+
     def start_job(self, job_id: int) -> None:
         with self.sessions.begin() as session:
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
-                .values(status=JobStatus.RUNNING, started_at=utcnow())
-            )
+            _start_job(session, job_id)
 
     def _close_if_complete(self, session: Session, document_id: int) -> None:
         if _finalize_document(session, document_id):
@@ -128,6 +148,14 @@ class JobStore:
     def _finalize_job_of(self, session: Session, document_id: int) -> None:
         job_id = session.scalar(select(Document.job_id).where(Document.id == document_id))
         finalize_job(session, job_id)
+
+
+def _start_job(session: Session, job_id: int) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.RUNNING, started_at=utcnow())
+    )
 
 
 def _page_values(finish: PageFinish) -> dict[str, object]:

@@ -101,6 +101,13 @@ def document_markdown(pages: list[Page] | tuple[Page, ...]) -> str:
     return "\n\n".join(parts).strip() + "\n"
 
 
+def job_summary(sessions: sessionmaker[Session], job_id: int) -> dict[str, Any]:
+    """What ``batch.json`` says, without writing anything: for ``ocrq status`` and the API."""
+    with sessions() as session:
+        job = session.get_one(Job, job_id)
+        return _batch_summary(session, job, [document_entry(doc) for doc in job.documents])
+
+
 def _batch_summary(session: Session, job: Job, entries: list[dict[str, Any]]) -> dict[str, Any]:
     engines = Counter(
         session.scalars(
@@ -112,6 +119,7 @@ def _batch_summary(session: Session, job: Job, entries: list[dict[str, Any]]) ->
     return {
         "job_id": job.id,
         "status": job.status,
+        "origin": job.origin,
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),

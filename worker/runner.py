@@ -47,10 +47,9 @@ class EmbeddedRunner:
         sessions: sessionmaker[Session],
         settings: Settings,
         *,
-        reuse: bool = True,
         chain_factory: Callable[[Settings], EngineChain] = build_chain,
     ) -> None:
-        self.sessions, self.settings, self.reuse = sessions, settings, reuse
+        self.sessions, self.settings = sessions, settings
         self.store = JobStore(sessions)
         self.chain_factory = chain_factory
 
@@ -58,7 +57,7 @@ class EmbeddedRunner:
         """Ingest every document, then OCR every page still to do; returns when the job is finished."""
         self.store.start_job(job_id)
         page_ids = self._ingest_all(job_id)
-        progress = self._progress_of(job_id)
+        progress = job_progress(self.sessions, job_id)
         on_progress(progress)
         limits = RenderLimits.from_settings(self.settings)
         pipeline = PagePipeline(self.store, self.chain_factory(self.settings), limits)
@@ -72,21 +71,8 @@ class EmbeddedRunner:
             document_ids = session.scalars(select(Document.id).where(Document.job_id == job_id)).all()
         page_ids: list[int] = []
         for document_id in document_ids:
-            page_ids.extend(ingest_document(self.sessions, self.settings, document_id, reuse=self.reuse))
+            page_ids.extend(ingest_document(self.sessions, self.settings, document_id))
         return page_ids
-
-    def _progress_of(self, job_id: int) -> Progress:
-        with self.sessions() as session:
-            counts = dict(
-                session.execute(
-                    select(Page.status, func.count())
-                    .join(Document)
-                    .where(Document.job_id == job_id)
-                    .group_by(Page.status)
-                ).all()
-            )
-        done, failed = counts.get(PageStatus.DONE, 0), counts.get(PageStatus.FAILED, 0)
-        return Progress(sum(counts.values()), done, failed)
 
     def _run_pages(
         self,
@@ -106,6 +92,21 @@ class EmbeddedRunner:
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocrq-page") as pool:
             _feed(pool, pipeline.process, page_ids, window=2 * workers, on_result=record)
+
+
+def job_progress(sessions: sessionmaker[Session], job_id: int) -> Progress:
+    """Page counts of a job as the database has them (the Celery path's progress bar reads this too)."""
+    with sessions() as session:
+        counts = dict(
+            session.execute(
+                select(Page.status, func.count())
+                .join(Document)
+                .where(Document.job_id == job_id)
+                .group_by(Page.status)
+            ).all()
+        )
+    done, failed = counts.get(PageStatus.DONE, 0), counts.get(PageStatus.FAILED, 0)
+    return Progress(sum(counts.values()), done, failed)
 
 
 def _feed(

@@ -55,7 +55,7 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     result_key: Mapped[str] = mapped_column(String(32))
     settings: Mapped[dict[str, Any]] = mapped_column(JsonColumn, default=dict)
-    origin: Mapped[str] = mapped_column(String(16), default="cli")
+    origin: Mapped[str] = mapped_column(String(16), default="cli", server_default="cli")
     """Who submitted it: ``cli``, ``api`` or ``inbox`` (inbox sources are moved when done)."""
     queue: Mapped[str | None] = mapped_column(String(64))
     """The page queue its pages go to; None for embedded (in-process) jobs."""

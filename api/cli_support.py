@@ -1,0 +1,47 @@
+"""What every command shares: settings from the environment, exit codes, failing cleanly."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+
+from ocrq.errors import OcrqError
+from ocrq.settings import Settings, build_settings
+
+T = TypeVar("T")
+
+EXIT_OK, EXIT_SYSTEM, EXIT_USAGE, EXIT_DOCUMENTS = 0, 1, 2, 3
+
+err_console = Console(stderr=True)
+
+
+def load_settings() -> Settings:
+    """Bad settings are a usage error (exit 2), with pydantic's explanation."""
+    try:
+        return build_settings()
+    except ValidationError as error:
+        raise click.UsageError(f"bad OCRQ_ settings:\n{error}") from error
+
+
+def or_exit(action: Callable[[], T]) -> T:
+    """Run the action; ocrq's own failures end the process with exit code 1 and a plain message."""
+    try:
+        return action()
+    except OcrqError as error:
+        err_console.print(f"[red]error[/red] ({error.code}): {error.message}")
+    except Exception as error:
+        logging.getLogger("ocrq").exception("ocrq failed")
+        err_console.print(f"[red]internal error[/red]: {type(error).__name__}: {error}")
+    sys.exit(EXIT_SYSTEM)
+
+
+def exit_for(batch: dict) -> NoReturn:
+    """0 when every document is done, 3 otherwise."""
+    all_done = all(doc["status"] == "done" for doc in batch["documents"])
+    sys.exit(EXIT_OK if all_done else EXIT_DOCUMENTS)

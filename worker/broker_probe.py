@@ -1,0 +1,42 @@
+"""How many messages the Redis broker holds for a queue: waiting plus delivered-but-unacked.
+
+The reconciler compares this with what the database says is pending; Redis
+restarted without persistence (or flushed) holds fewer, and the difference
+was lost.
+"""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+UNACKED_HASH = "unacked"
+PRIORITY_SEPARATOR = "\x06\x16"
+
+
+class RedisBrokerProbe:
+    def __init__(self, broker_url: str) -> None:
+        self.client = redis.Redis.from_url(broker_url)
+
+    def pending(self, queue: str) -> int:
+        return self.waiting(queue) + self.unacked(queue)
+
+    def waiting(self, queue: str) -> int:
+        """kombu keeps a queue as a list, plus one list per priority level."""
+        keys = [queue, *self.client.scan_iter(match=f"{queue}{PRIORITY_SEPARATOR}*")]
+        return sum(self.client.llen(key) for key in keys)
+
+    def unacked(self, queue: str) -> int:
+        return sum(_routing_key(raw) == queue for raw in self.client.hvals(UNACKED_HASH))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _routing_key(raw: bytes) -> str | None:
+    try:
+        _payload, _exchange, routing_key = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    return routing_key

@@ -1,0 +1,68 @@
+"""Sending work to Celery: ingest tasks for documents, page tasks for pages.
+
+Only ids travel; the database row is marked ``enqueued_at`` before the message
+is sent, so the reconciler can tell a page that waits from a page that was lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from celery import Celery
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ocrq.db.models import Document, Job, Page, utcnow
+from ocrq.settings import Settings
+from worker.celery_app import TASK_INGEST, TASK_PAGE
+from worker.ingest import create_job
+from worker.intake import SourceFile
+
+
+class Dispatcher:
+    def __init__(self, app: Celery, sessions: sessionmaker[Session], settings: Settings) -> None:
+        self.app, self.sessions, self.settings = app, sessions, settings
+
+    def submit(self, sources: list[SourceFile], origin: str = "cli") -> int:
+        """Register a job for the sources and queue their ingestion; returns the job id."""
+        job_id = create_job(
+            self.sessions, sources, self.settings, origin=origin, queue=self.settings.gpu_queue
+        )
+        with self.sessions() as session:
+            document_ids = session.scalars(select(Document.id).where(Document.job_id == job_id)).all()
+        self.enqueue_ingest(document_ids)
+        return job_id
+
+    def enqueue_ingest(self, document_ids: Iterable[int]) -> None:
+        with self.app.producer_or_acquire() as producer:
+            for document_id in document_ids:
+                self.app.send_task(
+                    TASK_INGEST, args=[document_id], queue=self.settings.cpu_queue, producer=producer
+                )
+
+    def enqueue_pages(self, page_ids: Sequence[int]) -> None:
+        """Mark, then send: a crash in between leaves pages the reconciler will find."""
+        if not page_ids:
+            return
+        for queue, ids in self._pages_by_queue(page_ids).items():
+            self._mark_enqueued(ids)
+            with self.app.producer_or_acquire() as producer:
+                for page_id in ids:
+                    self.app.send_task(TASK_PAGE, args=[page_id], queue=queue, producer=producer)
+
+    def _pages_by_queue(self, page_ids: Sequence[int]) -> dict[str, list[int]]:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Page.id, Job.queue)
+                .join(Document, Page.document_id == Document.id)
+                .join(Job, Document.job_id == Job.id)
+                .where(Page.id.in_(page_ids))
+            ).all()
+        grouped: dict[str, list[int]] = {}
+        for page_id, queue in rows:
+            grouped.setdefault(queue or self.settings.gpu_queue, []).append(page_id)
+        return grouped
+
+    def _mark_enqueued(self, page_ids: list[int]) -> None:
+        with self.sessions.begin() as session:
+            session.execute(update(Page).where(Page.id.in_(page_ids)).values(enqueued_at=utcnow()))
