@@ -120,3 +120,37 @@ def error_from_code(code: str, message: str) -> OcrqError:
         if cls.code == code:
             return cls(message)
     return OcrqError(message)
+
+
+# --- vLLM engine (appended with the vLLM engine) ------------------------------
+
+
+class PageImageRejected(InputError):
+    """The OCR server could not load the page image it was sent ("Failed to load image")."""
+
+    code = "image_rejected"
+
+
+class ModelNotServed(ConfigurationError):
+    """The server answers but does not serve the configured model: retrying cannot help."""
+
+    code = "model_not_served"
+
+
+class EngineServerError(EngineError):
+    """The server kept failing (5xx, timeouts, cut connections) after bounded retries."""
+
+    code = "engine_server_error"
+    retryable = True
+
+
+class DegenerateOutput(EngineFailed):
+    """The model looped or produced nothing usable on every rung of the retry ladder."""
+
+    code = "degenerate_output"
+
+
+class ContextTooLong(EngineFailed):
+    """The page does not fit the model's context even after downscaling."""
+
+    code = "context_too_long"

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 KNOWN_ENGINES = ("vllm", "transformers", "tesseract")
@@ -47,9 +47,9 @@ class Settings(BaseSettings):
     gpu_queue: str = "gpu"
     """Page tasks go here; give each GPU host its own name to pin jobs to it."""
     cpu_queue: str = "cpu"
-    page_time_limit: int = Field(900, ge=10)
+    page_time_limit: int = Field(900, ge=2)
     """Hard limit for one page task; a page claimed longer ago than this is taken over."""
-    visibility_timeout: int = Field(3600, ge=60)
+    visibility_timeout: int = Field(3600, ge=5)
     """Redis redelivers unacknowledged tasks after this; must exceed the page time limit."""
     reconcile_interval: int = Field(60, ge=5)
     reconcile_grace: int = Field(120, ge=0)
@@ -65,6 +65,30 @@ class Settings(BaseSettings):
     """A file modified more recently than this may still be being written: left for next time."""
     inbox_move: bool = True
     """Move finished sources to ``done/`` or ``failed/`` under the inbox."""
+
+    # --- vLLM engine ----------------------------------------------------------------
+    vllm_url: str | None = None
+    """Base URL of an OpenAI-compatible vLLM server (``http://host:8000``); unset: no vLLM engine."""
+    vllm_model: str = "dots.ocr"
+    """Model registry key (``ocrq models``): prompts, pixel rules and sampling come from there."""
+    vllm_served_model_name: str | None = None
+    """Overrides the registry's served name, for servers started with their own ``--served-model-name``."""
+    vllm_api_key: SecretStr | None = None
+    vllm_max_in_flight: int = Field(32, ge=1, le=1024)
+    """Requests in flight to the server at once; also sizes the page worker pool."""
+    vllm_connect_timeout: float = Field(5.0, gt=0)
+    vllm_read_timeout: float = Field(600.0, gt=0)
+    """One page's generation, queueing included: a dots.ocr page under load takes tens of seconds."""
+    vllm_retries: int = Field(3, ge=0, le=10)
+    """Extra tries after a 5xx, a timeout or a cut connection, with exponential backoff and jitter."""
+    vllm_backoff_s: float = Field(1.0, ge=0)
+    vllm_backoff_max_s: float = Field(20.0, ge=0)
+    vllm_ladder_retries: int = Field(2, ge=0, le=6)
+    """Extra generations for a looping or truncated page (temperature up, max_tokens adjusted)."""
+    vllm_downscale_retries: int = Field(3, ge=0, le=8)
+    """Smaller renders to try when the page exceeds the model's context."""
+    vllm_drop_page_headers: bool = False
+    """Leave Page-header/Page-footer cells out of text and Markdown (they stay in the JSON cells)."""
 
     @field_validator("engines", mode="before")
     @classmethod

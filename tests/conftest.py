@@ -86,3 +86,21 @@ def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(database_url)
     yield make_session_factory(engine)
     engine.dispose()
+
+
+REDIS_TEST_URL = os.environ.get("OCRQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A dedicated Redis database number, emptied before and after each test."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as error:
+        pytest.fail(f"Redis at {REDIS_TEST_URL} is needed for this test: {error}")
+    yield REDIS_TEST_URL
+    client.flushdb()
+    client.close()

@@ -8,16 +8,19 @@ was lost.
 from __future__ import annotations
 
 import json
+import time
 
 import redis
 
 UNACKED_HASH = "unacked"
+UNACKED_INDEX = "unacked_index"
 PRIORITY_SEPARATOR = "\x06\x16"
 
 
 class RedisBrokerProbe:
-    def __init__(self, broker_url: str) -> None:
+    def __init__(self, broker_url: str, visibility_timeout: float) -> None:
         self.client = redis.Redis.from_url(broker_url)
+        self.visibility_timeout = visibility_timeout
 
     def pending(self, queue: str) -> int:
         return self.waiting(queue) + self.unacked(queue)
@@ -28,7 +31,17 @@ class RedisBrokerProbe:
         return sum(self.client.llen(key) for key in keys)
 
     def unacked(self, queue: str) -> int:
-        return sum(_routing_key(raw) == queue for raw in self.client.hvals(UNACKED_HASH))
+        """Delivered, unacknowledged and younger than the visibility timeout.
+
+        Older entries belong to a worker that died: Redis would hand them out
+        again eventually, but only when a live worker sweeps (every ~100 s),
+        so the reconciler counts them as lost rather than waiting.
+        """
+        fresh = self.client.zrangebyscore(UNACKED_INDEX, time.time() - self.visibility_timeout, "+inf")
+        if not fresh:
+            return 0
+        payloads = self.client.hmget(UNACKED_HASH, fresh)
+        return sum(_routing_key(raw) == queue for raw in payloads if raw is not None)
 
     def close(self) -> None:
         self.client.close()

@@ -23,10 +23,10 @@ class Dispatcher:
     def __init__(self, app: Celery, sessions: sessionmaker[Session], settings: Settings) -> None:
         self.app, self.sessions, self.settings = app, sessions, settings
 
-    def submit(self, sources: list[SourceFile], origin: str = "cli") -> int:
+    def submit(self, sources: list[SourceFile], origin: str = "cli", *, reuse: bool = True) -> int:
         """Register a job for the sources and queue their ingestion; returns the job id."""
         job_id = create_job(
-            self.sessions, sources, self.settings, origin=origin, queue=self.settings.gpu_queue
+            self.sessions, sources, self.settings, origin=origin, queue=self.settings.gpu_queue, reuse=reuse
         )
         with self.sessions() as session:
             document_ids = session.scalars(select(Document.id).where(Document.job_id == job_id)).all()

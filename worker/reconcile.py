@@ -33,7 +33,7 @@ def run_reconcile(
     sessions: sessionmaker[Session], settings: Settings, dispatcher: Dispatcher
 ) -> dict[str, int]:
     assert settings.broker_url
-    probe = RedisBrokerProbe(settings.broker_url)
+    probe = RedisBrokerProbe(settings.broker_url, settings.visibility_timeout)
     try:
         report = Reconciler(sessions, settings, probe, dispatcher).run()
     finally:

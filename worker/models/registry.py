@@ -20,7 +20,9 @@ from ocrq.schemas import PromptMode
 
 REGISTRY_PATH = Path(__file__).with_name("registry.toml")
 DOTS_PLACEHOLDER = "<|img|><|imgpad|><|endofimg|>"
-_SPECIFIER = re.compile(r"^(\s*(==|!=|<=|>=|<|>|~=|===)\s*[0-9][0-9A-Za-z.+*-]*\s*)(,\s*(==|!=|<=|>=|<|>|~=)\s*[0-9][0-9A-Za-z.+*-]*\s*)*$")
+_SPECIFIER = re.compile(
+    r"^(\s*(==|!=|<=|>=|<|>|~=|===)\s*[0-9][0-9A-Za-z.+*-]*\s*)(,\s*(==|!=|<=|>=|<|>|~=)\s*[0-9][0-9A-Za-z.+*-]*\s*)*$"
+)
 """PEP 440 specifier sets, checked loosely: the project venv must not need ``packaging``."""
 
 Backend = Literal["vllm", "transformers"]

@@ -1,0 +1,9 @@
+FROM python:3.11-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng tesseract-ocr-rus \
+    tesseract-ocr-osd fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY . /app
+RUN pip install --no-cache-dir -e .
+ENV PYTHONUNBUFFERED=1

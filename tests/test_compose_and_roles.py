@@ -1,0 +1,99 @@
+"""docker-compose.yml is checked for structure (no Docker engine here); worker roles map to Celery flags."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from api.cli import cli
+from ocrq.settings import Settings
+from tests.conftest import REPO_ROOT
+from worker.celery_app import celery_config, parse_crontab
+from worker.worker_roles import worker_argv
+
+REQUIRED_SERVICES = {"redis", "postgres", "migrate", "worker-cpu", "worker-gpu", "beat", "flower", "api"}
+CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+
+
+def test_every_service_is_there_with_its_dependencies_resolvable(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) >= REQUIRED_SERVICES
+    for name, service in services.items():
+        for dependency, rule in (service.get("depends_on") or {}).items():
+            assert dependency in services, (name, dependency)
+            assert rule["condition"] in CONDITIONS, (name, rule)
+            if rule["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], (name, dependency)
+
+
+def test_redis_keeps_the_queue_across_restarts(compose: dict[str, Any]) -> None:
+    command = compose["services"]["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert compose["services"]["redis"]["volumes"]
+
+
+def test_workers_wait_for_migrations_and_the_gpu_worker_reserves_a_gpu(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("worker-cpu", "worker-gpu", "beat"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    devices = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert services["migrate"]["command"] == ["ocrq", "db", "upgrade"]
+
+
+def test_service_commands_are_real_ocrq_commands(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        command = service.get("command") or []
+        if command[:1] != ["ocrq"] or service.get("profiles"):
+            continue
+        assert command[1] in cli.commands, (name, command)
+
+
+def test_worker_roles(settings: Settings) -> None:
+    gpu = worker_argv(settings, "gpu", None, "INFO")
+    assert gpu[gpu.index("--queues") + 1] == "gpu" and gpu[gpu.index("--pool") + 1] == "threads"
+    assert int(gpu[gpu.index("--concurrency") + 1]) >= 1
+    cpu = worker_argv(settings, "cpu", 3, "INFO")
+    assert cpu[cpu.index("--queues") + 1] == "cpu" and cpu[cpu.index("--pool") + 1] == "prefork"
+    assert cpu[cpu.index("--concurrency") + 1] == "3"
+    every = worker_argv(settings, "all", None, "INFO")
+    assert every[every.index("--queues") + 1] == "gpu,cpu"
+
+
+def test_gpu_worker_name_follows_cuda_visible_devices(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    argv = worker_argv(settings, "gpu", 4, "INFO")
+    assert argv[argv.index("--hostname") + 1] == "gpu1@%h"
+
+
+def test_celery_is_configured_for_at_least_once_delivery(make_settings: Callable[..., Settings]) -> None:
+    config = celery_config(make_settings(broker_url="redis://127.0.0.1:6379/13"))
+    assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
+    assert config["worker_prefetch_multiplier"] == 1
+    timeouts = {
+        config["visibility_timeout"],
+        config["broker_transport_options"]["visibility_timeout"],
+        config["result_backend_transport_options"]["visibility_timeout"],
+    }
+    assert len(timeouts) == 1 and timeouts.pop() > config["task_time_limit"] > config["task_soft_time_limit"]
+    assert config["task_serializer"] == "json" and config["worker_send_task_events"]
+
+
+def test_inbox_schedule_is_a_crontab_and_defaults_to_two_at_night(settings: Settings) -> None:
+    schedule = parse_crontab(settings.inbox_schedule)
+    assert schedule.hour == {2} and schedule.minute == {0}
+    from ocrq.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        parse_crontab("every night")

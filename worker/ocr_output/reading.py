@@ -1,0 +1,60 @@
+"""One model answer read into cells, text and Markdown, with the verdicts the retry ladder needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ocrq.schemas import LayoutCell
+from worker.ocr_output.layout import parse_layout
+from worker.ocr_output.loops import LoopLimits, cut_loop, find_loop, find_tail_loop
+from worker.ocr_output.markdown import cells_markdown, cells_text
+from worker.ocr_output.resize import ResizePlan
+
+
+@dataclass(slots=True)
+class Reading:
+    text: str
+    markdown: str
+    cells: list[LayoutCell] = field(default_factory=list)
+    """In page pixels."""
+    truncated: bool = False
+    """The generation hit ``max_tokens`` (``finish_reason == "length"``)."""
+    looped: bool = False
+    repaired: bool = False
+    """Layout JSON needed repair (invalid, truncated or duplicated cells)."""
+
+    @property
+    def clean(self) -> bool:
+        """Nothing to retry for: complete and not looping."""
+        return not (self.truncated or self.looped or self.repaired)
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.text.strip() or self.cells)
+
+
+def read_layout(
+    raw: str,
+    finish_reason: str | None,
+    plan: ResizePlan,
+    drop_page_furniture: bool = False,
+    limits: LoopLimits = LoopLimits(),
+) -> Reading:
+    """dots.ocr layout JSON → page-pixel cells; a loop inside the JSON shows as a tail loop too."""
+    parsed = parse_layout(raw)
+    cells = [LayoutCell(plan.to_page(cell.bbox), cell.category, cell.text) for cell in parsed.cells]
+    return Reading(
+        text=cells_text(cells, drop_page_furniture),
+        markdown=cells_markdown(cells, drop_page_furniture),
+        cells=cells,
+        truncated=finish_reason == "length",
+        looped=find_tail_loop(raw, limits) is not None,
+        repaired=parsed.repaired or not cells,
+    )
+
+
+def read_text(raw: str, finish_reason: str | None, limits: LoopLimits = LoopLimits()) -> Reading:
+    """Free text (text-only prompts, non-layout models); a loop is cut off, keeping one repeat."""
+    loop = find_loop(raw, limits)
+    text = cut_loop(raw, loop) if loop else raw.strip()
+    return Reading(text=text, markdown=text, truncated=finish_reason == "length", looped=loop is not None)
