@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     tessdata_dir: Path | None = None
     tesseract_detect_orientation: bool = True
 
+    chain_factory: str | None = None
+    """``module:function`` building the chain instead of ``OCRQ_ENGINES`` (custom engines, benchmarks)."""
+
     page_workers: int = Field(0, ge=0)
     """In-process page workers; 0 means one per CPU core."""
 

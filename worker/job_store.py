@@ -7,11 +7,11 @@ again, and document counters move exactly once per page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Attempt, Document, Job, Page, utcnow
@@ -48,6 +48,7 @@ class PageFinish:
     error: OcrqError | None
     render_ms: float | None
     size: tuple[int, int] | None
+    attempts: list[AttemptRecord] = field(default_factory=list)
 
 
 class JobStore:
@@ -59,7 +60,8 @@ class JobStore:
         """Mark a page running; None when it is finished or another worker holds a fresh lease.
 
         A page left ``running`` longer than the lease belonged to a worker that
-        died; the claim takes it over.
+        died; the claim takes it over. Core statements on the session's
+        connection: this runs once per page and must stay cheap.
         """
         now = utcnow()
         claimable = or_(
@@ -67,38 +69,47 @@ class JobStore:
             and_(Page.status == PageStatus.RUNNING, Page.started_at < now - self.lease),
         )
         with self.sessions.begin() as session:
-            claimed = session.execute(
+            connection = session.connection()
+            page = connection.execute(
                 update(Page)
                 .where(Page.id == page_id, claimable)
                 .values(status=PageStatus.RUNNING, started_at=now)
-            ).rowcount
-            if not claimed:
+                .returning(Page.document_id, Page.index)
+            ).first()
+            if page is None:
                 return None
-            page = session.get_one(Page, page_id)
-            document = page.document
+            document = connection.execute(
+                select(Document.path, Document.detected_type, Document.status, Document.job_id).where(
+                    Document.id == page.document_id
+                )
+            ).one()
             if document.status == DocumentStatus.QUEUED:
-                document.status = DocumentStatus.RUNNING
-                _start_job(session, document.job_id)
+                _start_document(connection, page.document_id, document.job_id)
             return PageClaim(
-                page.id, document.id, page.index, Path(document.path), DocumentType(document.detected_type)
+                page_id,
+                page.document_id,
+                page.index,
+                Path(document.path),
+                DocumentType(document.detected_type),
             )
-
-    def record_attempts(self, page_id: int, attempts: list[AttemptRecord]) -> None:
-        with self.sessions.begin() as session:
-            session.add_all(Attempt(page_id=page_id, **record.as_row()) for record in attempts)
 
     def finish_page(self, claim: PageClaim, finish: PageFinish) -> bool:
         """Store the outcome once; returns False when another delivery got there first."""
         with self.sessions.begin() as session:
-            changed = session.execute(
+            connection = session.connection()
+            if finish.attempts:  # kept even for a late duplicate: they happened
+                connection.execute(
+                    insert(Attempt), [a.as_row() | {"page_id": claim.page_id} for a in finish.attempts]
+                )
+            changed = connection.execute(
                 update(Page)
                 .where(Page.id == claim.page_id, Page.status.not_in(FINISHED_PAGE))
                 .values(**_page_values(finish))
             ).rowcount
             if not changed:
                 return False
-            _count_page(session, claim.document_id, ok=finish.error is None)
-            self._close_if_complete(session, claim.document_id)
+            if _count_page(connection, claim.document_id, ok=finish.error is None):
+                self._close_if_complete(session, claim.document_id)
             return True
 
     def fail_document(self, document_id: int, error: OcrqError) -> None:
@@ -150,12 +161,21 @@ class JobStore:
         finalize_job(session, job_id)
 
 
-def _start_job(session: Session, job_id: int) -> None:
-    session.execute(
+def _start_job(connection: Connection | Session, job_id: int) -> None:
+    connection.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
         .values(status=JobStatus.RUNNING, started_at=utcnow())
     )
+
+
+def _start_document(connection: Connection, document_id: int, job_id: int) -> None:
+    connection.execute(
+        update(Document)
+        .where(Document.id == document_id, Document.status == DocumentStatus.QUEUED)
+        .values(status=DocumentStatus.RUNNING)
+    )
+    _start_job(connection, job_id)
 
 
 def _page_values(finish: PageFinish) -> dict[str, object]:
@@ -183,9 +203,16 @@ def _page_values(finish: PageFinish) -> dict[str, object]:
     }
 
 
-def _count_page(session: Session, document_id: int, *, ok: bool) -> None:
+def _count_page(connection: Connection, document_id: int, *, ok: bool) -> bool:
+    """Count the page; True when that was the document's last one."""
     column = Document.pages_done if ok else Document.pages_failed
-    session.execute(update(Document).where(Document.id == document_id).values({column: column + 1}))
+    counted = connection.execute(
+        update(Document)
+        .where(Document.id == document_id)
+        .values({column: column + 1})
+        .returning(Document.pages_done + Document.pages_failed, Document.page_count)
+    ).one()
+    return counted[0] >= counted[1]
 
 
 def _finalize_document(session: Session, document_id: int) -> bool:

@@ -110,9 +110,8 @@ class PagePipeline:
             return PageFinish(None, error, _ms_since(clock), None)
         render_ms = _ms_since(clock)
         result, attempts = self.chain.recognize(image, self.task)
-        self.store.record_attempts(claim.page_id, attempts)
         error = None if result else chain_failure(attempts)
-        return PageFinish(result, error, render_ms, image.size)
+        return PageFinish(result, error, render_ms, image.size, attempts)
 
     def _render(self, claim: PageClaim) -> Image.Image:
         document = self.documents.get(claim.path, claim.doc_type)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 
-from ocrq.errors import EngineUnavailable, NoEngineConfigured
+from ocrq.errors import ConfigurationError, EngineUnavailable, NoEngineConfigured
 from ocrq.settings import Settings
 from worker.engines.base import Engine
 from worker.engines.chain import EngineChain
@@ -19,6 +20,12 @@ def _tesseract(settings: Settings) -> Engine:
     return TesseractEngine.from_settings(settings)
 
 
+def _vllm(settings: Settings) -> Engine:
+    from worker.engines.vllm import vllm_engine
+
+    return vllm_engine(settings)
+
+
 def _not_built_yet(name: str) -> Callable[[Settings], Engine]:
     def factory(_settings: Settings) -> Engine:
         raise EngineUnavailable(f"the {name} engine is not configured on this host")
@@ -27,7 +34,7 @@ def _not_built_yet(name: str) -> Callable[[Settings], Engine]:
 
 
 ENGINE_FACTORIES: dict[str, Callable[[Settings], Engine]] = {
-    "vllm": _not_built_yet("vllm"),
+    "vllm": _vllm,
     "transformers": _not_built_yet("transformers"),
     "tesseract": _tesseract,
 }
@@ -35,6 +42,8 @@ ENGINE_FACTORIES: dict[str, Callable[[Settings], Engine]] = {
 
 def build_chain(settings: Settings) -> EngineChain:
     """Engines in configured order; an unavailable one is skipped with a log line, none at all is an error."""
+    if settings.chain_factory:
+        return _custom_factory(settings.chain_factory)(settings)
     engines: list[Engine] = []
     skipped: list[str] = []
     for name in settings.engines:
@@ -46,3 +55,11 @@ def build_chain(settings: Settings) -> EngineChain:
     if not engines:
         raise NoEngineConfigured("no usable OCR engine: " + "; ".join(skipped))
     return EngineChain(engines)
+
+
+def _custom_factory(dotted: str) -> Callable[[Settings], EngineChain]:
+    module_name, _, attribute = dotted.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ConfigurationError(f"OCRQ_CHAIN_FACTORY {dotted!r} cannot be loaded: {error}") from error

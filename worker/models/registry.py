@@ -7,6 +7,7 @@ a :class:`~ocrq.errors.ConfigurationError` naming the field, not a silent defaul
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from functools import cache
@@ -19,7 +20,6 @@ from ocrq.errors import ConfigurationError
 from ocrq.schemas import PromptMode
 
 REGISTRY_PATH = Path(__file__).with_name("registry.toml")
-DOTS_PLACEHOLDER = "<|img|><|imgpad|><|endofimg|>"
 _SPECIFIER = re.compile(
     r"^(\s*(==|!=|<=|>=|<|>|~=|===)\s*[0-9][0-9A-Za-z.+*-]*\s*)(,\s*(==|!=|<=|>=|<|>|~=)\s*[0-9][0-9A-Za-z.+*-]*\s*)*$"
 )
@@ -44,10 +44,8 @@ class VllmServe(_Strict):
     startup_timeout_s: int = Field(ge=10)
     extra_args: list[str] = Field(default_factory=list)
 
-    def args(self, hf_repo: str, served_name: str) -> list[str]:
-        """The ``vllm serve`` argument list, so containers and docs agree with the registry."""
-        args = [hf_repo, "--served-model-name", served_name, "--port", str(self.port)]
-        args += ["--max-model-len", str(self.max_model_len)]
+    def flags(self) -> list[str]:
+        args = ["--port", str(self.port), "--max-model-len", str(self.max_model_len)]
         args += ["--gpu-memory-utilization", str(self.gpu_memory_utilization)]
         args += ["--enforce-eager"] if self.enforce_eager else []
         args += ["--trust-remote-code"] if self.trust_remote_code else []
@@ -80,7 +78,6 @@ class ModelSpec(_Strict):
     temperature: float = Field(0.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     image_format: Literal["png", "jpeg"]
-    send_pixel_limits: bool = False
     mm_processor_kwargs: dict[str, Any] = Field(default_factory=dict)
     request_extra: dict[str, Any] = Field(default_factory=dict)
     served_model_name: str | None = None
@@ -94,6 +91,23 @@ class ModelSpec(_Strict):
     def served_name(self) -> str:
         """The name requests carry; the repo id is what a plain ``vllm serve <repo>`` answers to."""
         return self.served_model_name or self.hf_repo
+
+    def processor_kwargs(self) -> dict[str, Any]:
+        """Server-side processor settings; for "smart" models the same pixel budget we resize to, so
+        the server's own resize of our already-resized image is a no-op and boxes stay in our frame.
+        (vLLM refuses per-request processor kwargs unless started with --trust-request-mm-kwargs.)"""
+        limits = (
+            {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels} if self.resize == "smart" else {}
+        )
+        return limits | self.mm_processor_kwargs
+
+    def vllm_args(self) -> list[str]:
+        """The ``vllm serve`` arguments, so containers, compose and docs agree with the registry."""
+        if self.vllm is None:
+            raise ConfigurationError(f"model {self.key} is not served by vLLM (backends: {self.backends})")
+        args = [self.hf_repo, "--served-model-name", self.served_name, *self.vllm.flags()]
+        kwargs = self.processor_kwargs()
+        return args + (["--mm-processor-kwargs", json.dumps(kwargs)] if kwargs else [])
 
     def prompt_for(self, mode: PromptMode) -> str | None:
         """The model's own prompt for a mode, or None when it has none (the engine then falls back)."""

@@ -27,6 +27,9 @@ class LoopLimits:
     ngram_repeats: int = 20
 
 
+DEFAULT_LIMITS = LoopLimits()
+
+
 @dataclass(frozen=True, slots=True)
 class Loop:
     start: int
@@ -35,7 +38,7 @@ class Loop:
     repeats: float
 
 
-def find_tail_loop(text: str, limits: LoopLimits = LoopLimits()) -> Loop | None:
+def find_tail_loop(text: str, limits: LoopLimits = DEFAULT_LIMITS) -> Loop | None:
     """The shortest unit whose repetition makes up the end of ``text``, if long enough to be a loop."""
     base = max(0, len(text) - TAIL_WINDOW)
     tail = text[base:]
@@ -62,7 +65,7 @@ def _periodic_suffix(text: str, period: int) -> int:
     return low
 
 
-def find_ngram_loop(text: str, limits: LoopLimits = LoopLimits()) -> Loop | None:
+def find_ngram_loop(text: str, limits: LoopLimits = DEFAULT_LIMITS) -> Loop | None:
     """A word n-gram repeated ``ngram_repeats`` times or more anywhere: a loop with small variations."""
     words = re.findall(r"\S+", text[-TAIL_WINDOW * 5 :])
     if len(words) < limits.ngram * limits.ngram_repeats:
@@ -75,7 +78,7 @@ def find_ngram_loop(text: str, limits: LoopLimits = LoopLimits()) -> Loop | None
     return Loop(max(text.find(unit), 0), unit, float(count))
 
 
-def find_loop(text: str, limits: LoopLimits = LoopLimits()) -> Loop | None:
+def find_loop(text: str, limits: LoopLimits = DEFAULT_LIMITS) -> Loop | None:
     return find_tail_loop(text, limits) or find_ngram_loop(text, limits)
 
 

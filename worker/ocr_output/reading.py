@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ocrq.schemas import LayoutCell
 from worker.ocr_output.layout import parse_layout
-from worker.ocr_output.loops import LoopLimits, cut_loop, find_loop, find_tail_loop
+from worker.ocr_output.loops import DEFAULT_LIMITS, LoopLimits, cut_loop, find_loop, find_tail_loop
 from worker.ocr_output.markdown import cells_markdown, cells_text
 from worker.ocr_output.resize import ResizePlan
 
@@ -38,7 +38,7 @@ def read_layout(
     finish_reason: str | None,
     plan: ResizePlan,
     drop_page_furniture: bool = False,
-    limits: LoopLimits = LoopLimits(),
+    limits: LoopLimits = DEFAULT_LIMITS,
 ) -> Reading:
     """dots.ocr layout JSON → page-pixel cells; a loop inside the JSON shows as a tail loop too."""
     parsed = parse_layout(raw)
@@ -53,7 +53,7 @@ def read_layout(
     )
 
 
-def read_text(raw: str, finish_reason: str | None, limits: LoopLimits = LoopLimits()) -> Reading:
+def read_text(raw: str, finish_reason: str | None, limits: LoopLimits = DEFAULT_LIMITS) -> Reading:
     """Free text (text-only prompts, non-layout models); a loop is cut off, keeping one repeat."""
     loop = find_loop(raw, limits)
     text = cut_loop(raw, loop) if loop else raw.strip()
