@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
+from sqlalchemy import Connection, Update, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Attempt, Document, Job, Page, utcnow
@@ -63,19 +63,9 @@ class JobStore:
         died; the claim takes it over. Core statements on the session's
         connection: this runs once per page and must stay cheap.
         """
-        now = utcnow()
-        claimable = or_(
-            Page.status == PageStatus.QUEUED,
-            and_(Page.status == PageStatus.RUNNING, Page.started_at < now - self.lease),
-        )
         with self.sessions.begin() as session:
             connection = session.connection()
-            page = connection.execute(
-                update(Page)
-                .where(Page.id == page_id, claimable)
-                .values(status=PageStatus.RUNNING, started_at=now)
-                .returning(Page.document_id, Page.index)
-            ).first()
+            page = connection.execute(self._claim_statement(page_id)).first()
             if page is None:
                 return None
             document = connection.execute(
@@ -85,13 +75,21 @@ class JobStore:
             ).one()
             if document.status == DocumentStatus.QUEUED:
                 _start_document(connection, page.document_id, document.job_id)
-            return PageClaim(
-                page_id,
-                page.document_id,
-                page.index,
-                Path(document.path),
-                DocumentType(document.detected_type),
-            )
+            doc_type = DocumentType(document.detected_type)
+            return PageClaim(page_id, page.document_id, page.index, Path(document.path), doc_type)
+
+    def _claim_statement(self, page_id: int) -> Update:
+        now = utcnow()
+        claimable = or_(
+            Page.status == PageStatus.QUEUED,
+            and_(Page.status == PageStatus.RUNNING, Page.started_at < now - self.lease),
+        )
+        return (
+            update(Page)
+            .where(Page.id == page_id, claimable)
+            .values(status=PageStatus.RUNNING, started_at=now)
+            .returning(Page.document_id, Page.index)
+        )
 
     def finish_page(self, claim: PageClaim, finish: PageFinish) -> bool:
         """Store the outcome once; returns False when another delivery got there first."""
