@@ -17,9 +17,11 @@ class OcrqError(Exception):
     code: ClassVar[str] = "internal"
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if retryable is not None:  # a class default, overridden where one case knows better
+            self.retryable = retryable  # type: ignore[misc]
 
     def as_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
@@ -154,3 +156,51 @@ class ContextTooLong(EngineFailed):
     """The page does not fit the model's context even after downscaling."""
 
     code = "context_too_long"
+
+
+# --- REST API (appended with the REST API) ------------------------------------
+# The request, not a document, is the problem. HTTP statuses are chosen in
+# api/errors.py; the kernel only names the failure.
+
+
+class RequestError(OcrqError):
+    """The request cannot be served as sent; the client has to change it."""
+
+    code = "invalid_request"
+
+
+class Unauthorized(RequestError):
+    code = "unauthorized"
+
+
+class ResourceNotFound(RequestError):
+    """No job, document or page with that id (``not_found`` is taken by missing source files)."""
+
+    code = "resource_not_found"
+
+
+class PathNotAllowed(RequestError):
+    """A server-side path outside the configured roots, after resolving symlinks and ``..``."""
+
+    code = "path_not_allowed"
+
+
+class UnsupportedMediaType(RequestError):
+    code = "unsupported_media_type"
+
+
+class JobNotFinished(RequestError):
+    """Results were asked for before the job ended: retry after ``?wait=``, not a 404 (docling-serve#435)."""
+
+    code = "job_not_finished"
+
+
+class JobAlreadyFinished(RequestError):
+    code = "job_finished"
+
+
+class Overloaded(OcrqError):
+    """The backlog is over its limit: try again later."""
+
+    code = "overloaded"
+    retryable = True

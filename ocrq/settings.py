@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     chain_factory: str | None = None
     """``module:function`` building the chain instead of ``OCRQ_ENGINES`` (custom engines, benchmarks)."""
 
+    breaker_failures: int = Field(5, ge=1)
+    """Consecutive engine failures that open its circuit (pages skip it)."""
+    breaker_reset_seconds: float = Field(30.0, gt=0)
+    """How long an open circuit waits before one page probes the engine again."""
+    page_retries: int = Field(3, ge=0)
+    """With a broker: how often a page whose engines all failed retryably is queued again."""
+    page_retry_backoff_seconds: float = Field(10.0, ge=0)
+    """First retry delay; it doubles with each retry."""
+
     page_workers: int = Field(0, ge=0)
     """In-process page workers; 0 means one per CPU core."""
 
@@ -92,6 +101,39 @@ class Settings(BaseSettings):
     """Smaller renders to try when the page exceeds the model's context."""
     vllm_drop_page_headers: bool = False
     """Leave Page-header/Page-footer cells out of text and Markdown (they stay in the JSON cells)."""
+
+    # --- REST API (`ocrq api`) ----------------------------------------------------
+    api_path_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    """Server-side folders that ``{"paths": [...]}`` may name (comma-separated); empty: paths refused."""
+    api_upload_dir: Path = Path("uploads")
+    """Uploaded files are stored here, one folder per job; with a broker every worker must see it."""
+    api_max_upload_bytes: int = Field(512 * 1024**2, ge=1)
+    """One request's uploads together; a larger body is refused with 413 while it streams in."""
+    api_max_files_per_job: int = Field(1000, ge=1)
+    api_max_pages_per_job: int = Field(5000, ge=1)
+    """Pages counted at submission (headers only, nothing rendered); more is refused with 413."""
+    api_backlog_limit: int = Field(20_000, ge=0)
+    """Unfinished pages plus documents not yet ingested, all jobs; above it, 503 + Retry-After. 0: none."""
+    api_retry_after_s: int = Field(30, ge=1)
+    api_long_poll_max_s: float = Field(60.0, ge=0)
+    """The longest ``?wait=N`` a request may hold a connection for."""
+    api_webhook_secret: SecretStr | None = None
+    """HMAC-SHA256 key for webhook signatures; unset: jobs with a callback URL are refused."""
+    api_webhook_attempts: int = Field(5, ge=1, le=20)
+    api_webhook_backoff_s: float = Field(2.0, ge=0)
+    """Wait before the second attempt; doubles after each failure."""
+    api_webhook_timeout_s: float = Field(10.0, gt=0)
+    api_webhook_poll_s: float = Field(1.0, gt=0)
+    """How often the API looks for finished jobs whose webhook is due."""
+
+    @field_validator("api_path_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    # --- end REST API ---------------------------------------------------------------
 
     @field_validator("engines", mode="before")
     @classmethod

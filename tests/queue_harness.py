@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.db.models import Document, Job, Page
 
 CLI = [sys.executable, "-c", "from api.cli import main; main()"]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class Processes:
     """Starts ocrq commands as real child processes (own process groups) and always stops them."""
 
     def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = os.environ | env
+        self.env = os.environ | {"PYTHONPATH": str(REPO_ROOT)} | env
         self.logs = logs
         self.running: list[subprocess.Popen[bytes]] = []
 

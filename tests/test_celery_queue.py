@@ -180,3 +180,20 @@ def _assert_every_page_done_once(sessions: sessionmaker[Session], job_id: int, p
             .where(Document.job_id == job_id, Attempt.outcome == "ok")
         )
         assert ok >= pages
+
+
+def test_pages_whose_engines_are_down_come_back_later(queue: Queue, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    _pages_pdf(folder, 3)
+    queue.processes.env |= {
+        "OCRQ_CHAIN_FACTORY": "tests.engine_doubles:flaky_chain",
+        "OCRQ_TEST_FLAKY_FAILURES": "4",
+        "OCRQ_PAGE_RETRY_BACKOFF_SECONDS": "0.5",
+    }
+    queue.processes.worker("w1")
+    job_id = queue.submit(folder)
+    wait_for(lambda: job_finished(queue.sessions, job_id), 60, "the retried pages")
+    _assert_every_page_done_once(queue.sessions, job_id, 3)
+    with queue.sessions() as session:
+        outcomes = session.execute(select(Attempt.outcome, func.count()).group_by(Attempt.outcome)).all()
+    assert dict(outcomes) == {"error": 4, "ok": 3}

@@ -110,6 +110,20 @@ class JobStore:
                 self._close_if_complete(session, claim.document_id)
             return True
 
+    def release_page(self, claim: PageClaim, attempts: list[AttemptRecord]) -> None:
+        """Put a claimed page back in the queue (its engines may recover); the attempts stay recorded."""
+        with self.sessions.begin() as session:
+            connection = session.connection()
+            if attempts:
+                connection.execute(
+                    insert(Attempt), [a.as_row() | {"page_id": claim.page_id} for a in attempts]
+                )
+            connection.execute(
+                update(Page)
+                .where(Page.id == claim.page_id, Page.status == PageStatus.RUNNING)
+                .values(status=PageStatus.QUEUED, started_at=None, enqueued_at=utcnow())
+            )
+
     def fail_document(self, document_id: int, error: OcrqError) -> None:
         with self.sessions.begin() as session:
             document = session.get_one(Document, document_id)

@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 class PageOutcome:
     page_id: int
     status: PageStatus | None
-    """None when the page had already been finished by an earlier delivery."""
+    """None when the page had already been finished by an earlier delivery (or was put back)."""
     engine: str | None = None
+    retry: bool = False
+    """The page went back to the queue: its engines failed in a way that may pass."""
 
 
 class OpenDocuments:
@@ -83,12 +85,19 @@ class PagePipeline:
         self.store, self.chain, self.task = store, chain, task or PageTask()
         self.documents = OpenDocuments(limits)
 
-    def process(self, page_id: int) -> PageOutcome:
-        """OCR one page; safe to call again for the same page (a no-op once it is finished)."""
+    def process(self, page_id: int, *, allow_retry: bool = False) -> PageOutcome:
+        """OCR one page; safe to call again for the same page (a no-op once it is finished).
+
+        With ``allow_retry`` (the queue path, retries left), a page whose
+        engines all failed retryably is put back instead of failed.
+        """
         claim = self.store.claim_page(page_id)
         if claim is None:
             return PageOutcome(page_id, None)
         finish = self._run(claim)
+        if allow_retry and finish.error is not None and finish.error.retryable:
+            self.store.release_page(claim, finish.attempts)
+            return PageOutcome(page_id, None, retry=True)
         stored = self.store.finish_page(claim, finish)
         status = PageStatus.FAILED if finish.error else PageStatus.DONE
         engine = finish.result.engine if finish.result else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 
-from celery import current_app, shared_task
+from celery import Task, current_app, shared_task
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -75,9 +75,14 @@ def ingest_document_task(document_id: int) -> int:
     return len(page_ids)
 
 
-@shared_task(name=TASK_PAGE, ignore_result=True)
-def ocr_page_task(page_id: int) -> str | None:
-    outcome: PageOutcome = context().pipeline.process(page_id)
+@shared_task(name=TASK_PAGE, bind=True, ignore_result=True)
+def ocr_page_task(self: Task, page_id: int) -> str | None:
+    """OCR one page; while retries last, a page whose engines all failed retryably comes back later."""
+    ctx = context()
+    retries_left = self.request.retries < ctx.settings.page_retries
+    outcome: PageOutcome = ctx.pipeline.process(page_id, allow_retry=retries_left)
+    if outcome.retry:
+        raise self.retry(countdown=ctx.settings.page_retry_backoff_seconds * 2**self.request.retries)
     return outcome.status
 
 

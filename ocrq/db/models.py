@@ -59,9 +59,19 @@ class Job(Base):
     """Who submitted it: ``cli``, ``api`` or ``inbox`` (inbox sources are moved when done)."""
     queue: Mapped[str | None] = mapped_column(String(64))
     """The page queue its pages go to; None for embedded (in-process) jobs."""
+    # REST API: who submitted it, and the completion webhook's state.
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    webhook_status: Mapped[str | None] = mapped_column(String(16))
+    """``pending``, ``sending``, ``delivered`` or ``failed``; None without a callback URL."""
+    webhook_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    """When the next attempt may start; while ``sending``, when the sender's claim lapses."""
 
     documents: Mapped[list[Document]] = relationship(
         back_populates="job", order_by="Document.id", cascade="all, delete-orphan"
+    )
+    webhook_deliveries: Mapped[list[WebhookDelivery]] = relationship(
+        back_populates="job", order_by="WebhookDelivery.id", cascade="all, delete-orphan"
     )
 
 
@@ -146,3 +156,40 @@ class Attempt(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
 
     page: Mapped[Page] = relationship(back_populates="attempts")
+
+
+# --- REST API -------------------------------------------------------------------
+
+
+class ApiKey(Base):
+    """An API key, stored as its SHA-256: the key itself is shown once, when made."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    """The key's first characters, so an operator can tell keys apart in ``ocrq keys list``."""
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookDelivery(Base):
+    """One attempt to POST a job's completion to its callback URL."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    """``delivered`` (2xx) or ``failed``."""
+    error: Mapped[str | None] = mapped_column(Text)
+
+    job: Mapped[Job] = relationship(back_populates="webhook_deliveries")

@@ -1,7 +1,8 @@
 """Try engines in order until one produces a page; record every attempt.
 
-Circuit breakers and retry ladders arrive with the vLLM engine; the chain is
-the one place that decides what a failure means for the next engine.
+The chain is the one place that decides what a failure means for the next
+engine: an input error stops it, an engine failure moves on, and each engine's
+circuit breaker keeps pages away from an engine that keeps failing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ocrq.db.models import utcnow
 from ocrq.errors import AllEnginesFailed, EngineFailed, OcrqError, error_from_code, is_input_error_code
 from ocrq.schemas import PageResult, PageTask
 from worker.engines.base import Engine
+from worker.engines.breaker import CircuitBreaker
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ class AttemptRecord:
     outcome: str
     error_code: str | None = None
     error_message: str | None = None
+    retryable: bool = False
+    """Whether the failure may pass (not stored: it decides the page's fate)."""
 
     def as_row(self) -> dict[str, object]:
         return {
@@ -44,10 +48,11 @@ class AttemptRecord:
 
 
 class EngineChain:
-    def __init__(self, engines: list[Engine]) -> None:
+    def __init__(self, engines: list[Engine], breakers: list[CircuitBreaker] | None = None) -> None:
         if not engines:
             raise ValueError("an engine chain needs at least one engine")
         self.engines = engines
+        self.breakers = breakers or [CircuitBreaker() for _ in engines]
 
     @property
     def image_mode(self) -> str:
@@ -61,11 +66,15 @@ class EngineChain:
         """The first engine's result, or None when all failed; attempts either way.
 
         An input error (the page itself is bad) stops the chain: another engine
-        would fail the same way.
+        would fail the same way. Engines whose circuit is open are skipped
+        without an attempt.
         """
         attempts: list[AttemptRecord] = []
-        for engine in self.engines:
+        for engine, breaker in zip(self.engines, self.breakers, strict=True):
+            if not breaker.allow():
+                continue
             result, attempt = _attempt(engine, image, task)
+            _tell_breaker(breaker, attempt)
             attempts.append(attempt)
             if result is not None or is_input_error_code(attempt.error_code):
                 return result, attempts
@@ -74,6 +83,15 @@ class EngineChain:
     def close(self) -> None:
         for engine in self.engines:
             engine.close()
+
+
+def _tell_breaker(breaker: CircuitBreaker, attempt: AttemptRecord) -> None:
+    if attempt.outcome == "ok":
+        breaker.record_success()
+    elif attempt.retryable:
+        breaker.record_failure()
+    else:
+        breaker.release()
 
 
 def _attempt(engine: Engine, image: Image.Image, task: PageTask) -> tuple[PageResult | None, AttemptRecord]:
@@ -101,6 +119,7 @@ def _record(
         outcome,
         error.code if error else None,
         error.message if error else None,
+        error.retryable if error else False,
     )
 
 
@@ -109,8 +128,14 @@ def _as_mode(image: Image.Image, mode: str) -> Image.Image:
 
 
 def chain_failure(attempts: list[AttemptRecord]) -> OcrqError:
-    """The page's error once the chain gave up: the input error if an engine blamed the page."""
-    last = attempts[-1]
-    if last.error_code and is_input_error_code(last.error_code):
-        return error_from_code(last.error_code, last.error_message or "")
-    return AllEnginesFailed("; ".join(f"{a.engine}: {a.error_message}" for a in attempts))
+    """The page's error once the chain gave up.
+
+    The input error if an engine blamed the page; otherwise retryable when an
+    engine might recover (a server error, an open circuit: no attempt at all).
+    """
+    if attempts and attempts[-1].error_code and is_input_error_code(attempts[-1].error_code):
+        return error_from_code(attempts[-1].error_code, attempts[-1].error_message or "")
+    if not attempts:
+        return AllEnginesFailed("every engine's circuit is open (engines failing); the page will be retried")
+    message = "; ".join(f"{a.engine}: {a.error_message}" for a in attempts)
+    return AllEnginesFailed(message, retryable=any(a.retryable for a in attempts))

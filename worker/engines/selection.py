@@ -9,6 +9,7 @@ from collections.abc import Callable
 from ocrq.errors import ConfigurationError, EngineUnavailable, NoEngineConfigured
 from ocrq.settings import Settings
 from worker.engines.base import Engine
+from worker.engines.breaker import CircuitBreaker
 from worker.engines.chain import EngineChain
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ def build_chain(settings: Settings) -> EngineChain:
             skipped.append(f"{name} ({error.message})")
     if not engines:
         raise NoEngineConfigured("no usable OCR engine: " + "; ".join(skipped))
-    return EngineChain(engines)
+    breakers = [CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds) for _ in engines]
+    return EngineChain(engines, breakers)
 
 
 def _custom_factory(dotted: str) -> Callable[[Settings], EngineChain]:
