@@ -14,6 +14,7 @@ import click
 
 from api.cli_support import EXIT_OK, err_console, exit_for, load_settings, or_exit
 from api.console import PageProgressBar, print_summary
+from api.doctor_cli import doctor
 from api.queue_cli import QUEUE_COMMANDS, submit_to_queue
 from ocrq.settings import Settings
 
@@ -79,7 +80,7 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
-for command in QUEUE_COMMANDS:
+for command in [*QUEUE_COMMANDS, doctor]:
     cli.add_command(command)
 
 

@@ -1,0 +1,126 @@
+"""``ocrq doctor``: one line per moving part, and whether the ones this configuration needs are up.
+
+Required: the database, the broker when one is set, a vLLM server when
+``OCRQ_VLLM_URL`` names one, and Tesseract's languages when Tesseract is in
+the chain. GPU memory is information only (NVML is absent on CPU hosts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ocrq.errors import OcrqError
+from ocrq.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    checks: list[Callable[[Settings], Check | None]] = [
+        check_database,
+        check_broker,
+        check_vllm,
+        check_tesseract,
+        check_gpu,
+    ]
+    return [check for run in checks if (check := _guarded(run, settings)) is not None]
+
+
+def _guarded(run: Callable[[Settings], Check | None], settings: Settings) -> Check | None:
+    """A check that crashes is a failed check, not a crashed doctor."""
+    try:
+        return run(settings)
+    except Exception as error:
+        name = run.__name__.removeprefix("check_")
+        return Check(name, False, f"{type(error).__name__}: {error}")
+
+
+def check_database(settings: Settings) -> Check:
+    from ocrq.db.migrations import is_current
+    from ocrq.db.session import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        current = is_current(engine)
+    finally:
+        engine.dispose()
+    sqlite = engine.dialect.name == "sqlite"
+    behind = "new or behind: migrated on first use" if sqlite else "schema behind: run `ocrq db upgrade`"
+    detail = f"{engine.url.render_as_string(hide_password=True)}: " + (
+        "schema current" if current else behind
+    )
+    return Check("database", current or sqlite, detail)
+
+
+def check_broker(settings: Settings) -> Check | None:
+    if not settings.broker_url:
+        return Check("broker", True, "none (embedded: jobs run in-process)", required=False)
+    import redis
+
+    client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=3)
+    try:
+        client.ping()
+        depth = {q: client.llen(q) for q in (settings.gpu_queue, settings.cpu_queue)}
+    finally:
+        client.close()
+    return Check("broker", True, f"{settings.broker_url}: up, queued {depth}")
+
+
+def check_vllm(settings: Settings) -> Check | None:
+    if not settings.vllm_url:
+        return None
+    from worker.engines.vllm_client import ClientConfig, VllmClient
+
+    client = VllmClient(ClientConfig.from_settings(settings))
+    try:
+        healthy, models = client.health(), client.served_models()
+    finally:
+        client.close()
+    served = ", ".join(f"{name} (max_model_len {length})" for name, length in models.items()) or "none"
+    return Check(
+        "vllm",
+        healthy and bool(models),
+        f"{settings.vllm_url}: health {'ok' if healthy else 'down'}; models: {served}",
+    )
+
+
+def check_tesseract(settings: Settings) -> Check | None:
+    from worker.engines.tessdata import require_languages
+
+    required = "tesseract" in settings.engines
+    try:
+        folder = require_languages(
+            settings.tesseract_langs, settings.tessdata_dir, settings.tesseract_detect_orientation
+        )
+    except OcrqError as error:
+        return Check("tesseract", False, error.message, required=required)
+    return Check("tesseract", True, f"{settings.tesseract_langs} in {folder}", required=required)
+
+
+def check_gpu(_settings: Settings) -> Check:
+    try:
+        import pynvml
+    except ImportError:
+        return Check(
+            "gpu", False, "NVML not available (nvidia-ml-py not installed or no driver)", required=False
+        )
+    pynvml.nvmlInit()
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    finally:
+        pynvml.nvmlShutdown()
+    return Check(
+        "gpu", True, f"{memory.free / 2**30:.1f} GiB free of {memory.total / 2**30:.1f} GiB", required=False
+    )
+
+
+def healthy(checks: list[Check]) -> bool:
+    return all(check.ok for check in checks if check.required)
