@@ -16,6 +16,7 @@ from api.cli_support import EXIT_OK, err_console, exit_for, load_settings, or_ex
 from api.console import PageProgressBar, print_summary
 from api.doctor_cli import doctor
 from api.queue_cli import QUEUE_COMMANDS, submit_to_queue
+from api.vllm_cli import vllm
 from ocrq.settings import Settings
 
 
@@ -80,7 +81,7 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
-for command in [*QUEUE_COMMANDS, doctor]:
+for command in [*QUEUE_COMMANDS, doctor, vllm]:
     cli.add_command(command)
 
 

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     """Move finished sources to ``done/`` or ``failed/`` under the inbox."""
 
     # --- vLLM engine ----------------------------------------------------------------
+    vllm_bind_host: str = "127.0.0.1"
+    """Host address ``ocrq vllm up`` publishes the server's port on (0.0.0.0 for other GPU hosts)."""
     vllm_url: str | None = None
     """Base URL of an OpenAI-compatible vLLM server (``http://host:8000``); unset: no vLLM engine."""
     vllm_model: str = "dots.ocr"

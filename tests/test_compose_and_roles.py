@@ -97,3 +97,20 @@ def test_inbox_schedule_is_a_crontab_and_defaults_to_two_at_night(settings: Sett
 
     with pytest.raises(ConfigurationError):
         parse_crontab("every night")
+
+
+def test_the_vllm_service_serves_what_the_registry_says(compose: dict[str, Any]) -> None:
+    from pathlib import Path
+
+    from worker.models.registry import bundled_registry
+    from worker.vllm_containers import container_spec
+
+    service = compose["services"]["vllm"]
+    spec = container_spec(bundled_registry().get("dots.ocr"), Path("/cache"))
+    assert service["command"] == spec.command and service["image"] == spec.image
+    assert service["healthcheck"]["start_period"] and "/health" in service["healthcheck"]["test"][1]
+    assert service["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert any(volume.endswith(":/root/.cache/huggingface") for volume in service["volumes"])
+    gpu_worker = compose["services"]["worker-gpu"]
+    assert gpu_worker["depends_on"]["vllm"]["condition"] == "service_healthy"
+    assert gpu_worker["environment"]["OCRQ_VLLM_URL"] == "http://vllm:8000"
