@@ -12,9 +12,11 @@ from pathlib import Path
 
 import click
 
+from api.api_cli import API_COMMANDS
 from api.cli_support import EXIT_OK, err_console, exit_for, load_settings, or_exit
 from api.console import PageProgressBar, print_summary
 from api.doctor_cli import doctor
+from api.models_cli import models_command
 from api.queue_cli import QUEUE_COMMANDS, submit_to_queue
 from api.vllm_cli import vllm
 from ocrq.settings import Settings
@@ -81,7 +83,9 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
-for command in [*QUEUE_COMMANDS, doctor, vllm]:
+for command in [*QUEUE_COMMANDS, doctor, vllm, models_command]:
+    cli.add_command(command)
+for command in API_COMMANDS:  # `ocrq api` and `ocrq keys`
     cli.add_command(command)
 
 

@@ -39,23 +39,20 @@ def make_pdf(path: Path, pages: int) -> None:
     document.save(path, garbage=3, deflate=True)
 
 
-def measure(pages: int, engine: str) -> dict[str, float]:
+def measure(pdf: Path, pages: int, engine: str) -> dict[str, float]:
+    """Runs in a child process that never built the PDF, so its peak is the pipeline's alone."""
     from bench.instant_engine import instant_chain
     from ocrq.settings import build_settings
     from worker.batch import BatchRequest, run_embedded_batch
     from worker.engines.selection import build_chain
 
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        make_pdf(folder / "long.pdf", pages)
-        settings = build_settings(database_url=f"sqlite:///{folder / 'ocrq.db'}", engines=["tesseract"])
-        before_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        cpu, wall = time.process_time(), time.perf_counter()
-        factory = build_chain if engine == "tesseract" else instant_chain
-        batch = run_embedded_batch(
-            settings, BatchRequest([folder / "long.pdf"], folder / "out"), chain_factory=factory
-        )
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    folder = pdf.parent
+    settings = build_settings(database_url=f"sqlite:///{folder / f'ocrq-{engine}.db'}", engines=["tesseract"])
+    before_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cpu, wall = time.process_time(), time.perf_counter()
+    factory = build_chain if engine == "tesseract" else instant_chain
+    batch = run_embedded_batch(settings, BatchRequest([pdf], folder / "out"), chain_factory=factory)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     assert batch["counts"]["pages"]["done"] == pages, batch["counts"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
@@ -73,10 +70,10 @@ def main() -> None:
     )
     parser.add_argument("--pages", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--engine", choices=["instant", "tesseract"], default="instant")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.pages[0], args.engine)))
+        print(json.dumps(measure(args.child, args.pages[0], args.engine)))
         return
     rows = [_run_child(pages, args.engine) for pages in args.pages]
     for row in rows:
@@ -90,17 +87,21 @@ def main() -> None:
 
 
 def _run_child(pages: int, engine: str) -> dict[str, float]:
-    command = [
-        sys.executable,
-        "-m",
-        "bench.long_pdf_memory",
-        "--child",
-        "--pages",
-        str(pages),
-        "--engine",
-        engine,
-    ]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        pdf = Path(tmp) / "long.pdf"
+        make_pdf(pdf, pages)
+        command = [
+            sys.executable,
+            "-m",
+            "bench.long_pdf_memory",
+            "--child",
+            str(pdf),
+            "--pages",
+            str(pages),
+            "--engine",
+            engine,
+        ]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 

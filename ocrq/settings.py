@@ -104,6 +104,24 @@ class Settings(BaseSettings):
     vllm_drop_page_headers: bool = False
     """Leave Page-header/Page-footer cells out of text and Markdown (they stay in the JSON cells)."""
 
+    # --- Transformers engine (in-process fallback; needs the transformers extra) ------------------
+    transformers_model: str = "dots.ocr"
+    """Model registry key (``ocrq models``); loaded from the local HF cache, never downloaded."""
+    transformers_model_dir: Path | None = None
+    """Load from this directory instead of the HF cache (dots.ocr: no '.' in its name)."""
+    transformers_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    """``auto``: the first visible GPU (bf16) when there is one, else the CPU (fp32)."""
+    transformers_8bit: bool = False
+    """Load weights in 8 bits through bitsandbytes (GPU only): half the memory, usually slower."""
+    transformers_idle_unload_seconds: float = Field(600.0, ge=0)
+    """Release the model (and its GPU memory) after this long without a page; 0 keeps it loaded."""
+    transformers_batch_size: int = Field(4, ge=1, le=64)
+    """Pages per ``generate`` call (halved automatically when the GPU runs out of memory)."""
+    transformers_max_new_tokens: int = Field(0, ge=0)
+    """Caps the registry's max_tokens for this engine (slow CPU hosts); 0 keeps the registry's."""
+    transformers_stop_vllm: bool = False
+    """When the model does not fit next to vLLM, stop the vLLM container first instead of refusing."""
+
     # --- REST API (`ocrq api`) ----------------------------------------------------
     api_path_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     """Server-side folders that ``{"paths": [...]}`` may name (comma-separated); empty: paths refused."""
@@ -175,6 +193,8 @@ class Settings(BaseSettings):
             "max_page_pixels": self.max_page_pixels,
             "tesseract_langs": self.tesseract_langs,
             "tesseract_detect_orientation": self.tesseract_detect_orientation,
+            "vllm_model": self.vllm_model,
+            "vllm_served_model_name": self.vllm_served_model_name,
         }
 
     def result_key(self) -> str:

@@ -90,6 +90,14 @@ def test_plan_maps_boxes_back_to_page_pixels() -> None:
     assert whole == (0, 0, 1654, 2338)
 
 
+def test_a_page_within_budget_is_padded_not_resampled() -> None:
+    plan = plan_resize((1654, 2338), "smart", 28, DOTS_MIN, 4_000_000)
+    assert plan.padded and plan.target == (1680, 2352)
+    assert plan.to_model((10, 20, 30, 40)) == (10, 20, 30, 40)
+    assert plan.to_page((0, 0, 1680, 2352)) == (0, 0, 1654, 2338)  # the padding maps to the page edge
+    assert plan_resize((1652, 2352), "smart", 28, DOTS_MIN, 4_000_000).identity
+
+
 def test_plan_clamps_and_offsets() -> None:
     plan = ResizePlan(source=(100, 100), target=(200, 200), offset=(50, 70))
     assert plan.to_page((-10, 0, 400, 100)) == (50, 70, 150, 120)

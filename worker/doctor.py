@@ -111,7 +111,10 @@ def check_gpu(_settings: Settings) -> Check:
         return Check(
             "gpu", False, "NVML not available (nvidia-ml-py not installed or no driver)", required=False
         )
-    pynvml.nvmlInit()
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as error:  # nvidia-ml-py installed (the transformers extra), no driver
+        return Check("gpu", False, f"NVML not available: {error}", required=False)
     try:
         handle = pynvml.nvmlDeviceGetHandleByIndex(0)
         memory = pynvml.nvmlDeviceGetMemoryInfo(handle)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from ocrq.db.models import Document, Job, Page
 from ocrq.schemas import PageStatus
 from ocrq.settings import Settings
 
-PAGE_SEPARATOR = "\n\n<!-- page {number} -->\n\n"
+PAGES_PER_FETCH = 200
 
 
 def write_job_outputs(
@@ -38,17 +39,32 @@ def write_job_outputs(
 def _write_document(
     session: Session, document: Document, out_dir: Path, settings: Settings
 ) -> dict[str, Any]:
+    """Pages are streamed from the database to the files, so a 10,000-page document never sits in memory."""
     entry = document_entry(document)
     target = out_dir / document.relpath
-    pages = session.scalars(select(Page).where(Page.document_id == document.id).order_by(Page.index)).all()
     outputs: dict[str, str] = {}
     if settings.output_json:
-        outputs["json"] = _write_json(
-            Path(f"{target}.json"), entry | {"pages": [page_entry(p) for p in pages]}
+        outputs["json"] = _write_stream(
+            Path(f"{target}.json"), _document_json(entry, _pages(session, document))
         )
     if settings.output_markdown and document.pages_done:
-        outputs["md"] = _write_text(Path(f"{target}.md"), document_markdown(pages))
+        outputs["md"] = _write_stream(Path(f"{target}.md"), _markdown_parts(_pages(session, document)))
     return entry | {"outputs": outputs}
+
+
+def _pages(session: Session, document: Document) -> Iterator[Page]:
+    """In index order, a batch at a time, each page let go once written."""
+    query = select(Page).where(Page.document_id == document.id).order_by(Page.index)
+    for page in session.scalars(query.execution_options(yield_per=PAGES_PER_FETCH)):
+        yield page
+        session.expunge(page)
+
+
+def _document_json(entry: dict[str, Any], pages: Iterable[Page]) -> Iterator[str]:
+    yield _dumps(entry)[: -len("\n}")] + ',\n  "pages": ['
+    for number, page in enumerate(pages):
+        yield ("," if number else "") + "\n    " + json.dumps(page_entry(page), ensure_ascii=False)
+    yield "\n  ]\n}\n"
 
 
 def document_entry(document: Document) -> dict[str, Any]:
@@ -92,13 +108,16 @@ def page_entry(page: Page) -> dict[str, Any]:
     }
 
 
-def document_markdown(pages: list[Page] | tuple[Page, ...]) -> str:
-    parts = []
-    for page in pages:
+def document_markdown(pages: Iterable[Page]) -> str:
+    return "".join(_markdown_parts(pages))
+
+
+def _markdown_parts(pages: Iterable[Page]) -> Iterator[str]:
+    for number, page in enumerate(pages):
         failed = f"<!-- page failed: {page.error_code} -->"
-        body = (page.markdown or "") if page.status == PageStatus.DONE else failed
-        parts.append(PAGE_SEPARATOR.format(number=page.index + 1).lstrip() + body)
-    return "\n\n".join(parts).strip() + "\n"
+        body = (page.markdown or "").strip() if page.status == PageStatus.DONE else failed
+        yield ("\n\n" if number else "") + f"<!-- page {page.index + 1} -->\n\n" + body
+    yield "\n"
 
 
 def job_summary(sessions: sessionmaker[Session], job_id: int) -> dict[str, Any]:
@@ -145,14 +164,19 @@ def _iso(moment: Any) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def _dumps(payload: Any) -> str:
+    return json.dumps(payload, ensure_ascii=False, indent=2)
+
+
 def _write_json(path: Path, payload: Any) -> str:
-    return _write_text(path, json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+    return _write_stream(path, [_dumps(payload) + "\n"])
 
 
-def _write_text(path: Path, text: str) -> str:
+def _write_stream(path: Path, parts: Iterable[str]) -> str:
     """Write through a temporary file so a reader never sees half a result."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
+    with partial.open("w", encoding="utf-8") as stream:
+        stream.writelines(parts)
     os.replace(partial, path)
     return str(path)

@@ -177,6 +177,8 @@ class PdfDocument(OpenedDocument):
         pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=colorspace, alpha=False)
         image = Image.frombytes(mode, (pixmap.width, pixmap.height), pixmap.samples_mv)
         image.info["dpi"] = (zoom * POINTS_PER_INCH, zoom * POINTS_PER_INCH)  # engines size text by it
+        del page, pixmap
+        pymupdf.TOOLS.store_shrink(100)  # MuPDF caches every decoded image (up to 256 MB): memory flat
         return image
 
     def _opened(self) -> pymupdf.Document:

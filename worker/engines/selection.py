@@ -27,16 +27,15 @@ def _vllm(settings: Settings) -> Engine:
     return vllm_engine(settings)
 
 
-def _not_built_yet(name: str) -> Callable[[Settings], Engine]:
-    def factory(_settings: Settings) -> Engine:
-        raise EngineUnavailable(f"the {name} engine is not configured on this host")
+def _transformers(settings: Settings) -> Engine:
+    from worker.engines.transformers import transformers_engine
 
-    return factory
+    return transformers_engine(settings)
 
 
 ENGINE_FACTORIES: dict[str, Callable[[Settings], Engine]] = {
     "vllm": _vllm,
-    "transformers": _not_built_yet("transformers"),
+    "transformers": _transformers,
     "tesseract": _tesseract,
 }
 

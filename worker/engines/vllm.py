@@ -79,9 +79,20 @@ class _Tally:
         self.tokens_out += completion.completion_tokens or 0
 
 
+@dataclass(slots=True)
+class _Page:
+    """One page's request inputs, kept across the ladder's rungs."""
+
+    image: Image.Image
+    task: PageTask
+    choice: PromptChoice
+    prepared_at: dict[int, PreparedImage] = field(default_factory=dict)
+
+
 def next_rung(rung: Rung, reading: Reading, room: int | None) -> Rung:
-    """More output tokens for an honest truncation with room left; else a hotter sample to leave a loop."""
-    if reading.truncated and not reading.looped:
+    """More output tokens for an honest truncation (content so far, no loop) with room left;
+    otherwise a hotter sample, to leave a loop or an answer that went wrong from the start."""
+    if reading.truncated and not reading.looped and reading.usable:
         bigger = rung.max_tokens * 2 if room is None else min(rung.max_tokens * 2, room)
         if bigger > rung.max_tokens:
             return replace(rung, max_tokens=bigger)
@@ -174,13 +185,12 @@ class VllmEngine:
 
     def recognize(self, image: Image.Image, task: PageTask) -> PageResult:
         started, tally = time.perf_counter(), _Tally()
-        choice = choose_prompt(self.spec, task)
+        page = _Page(image, task, choose_prompt(self.spec, task))
         rung, budget = Rung(self.spec.temperature, self.spec.max_tokens), self.spec.max_pixels
         for _ in range(self.options.ladder_retries + 1):
-            completion, prepared, rung = self._fitting_request(image, task, choice, rung, budget)
-            budget = prepared.plan.target[0] * prepared.plan.target[1]
+            completion, prepared, rung, budget = self._fitting_request(page, rung, budget)
             tally.add(completion)
-            reading = self._read(completion, choice, prepared)
+            reading = self._read(completion, page.choice, prepared)
             tally.readings.append(reading)
             if reading.clean:
                 break
@@ -194,33 +204,31 @@ class VllmEngine:
         self.client.close()
 
     def _fitting_request(
-        self, image: Image.Image, task: PageTask, choice: PromptChoice, rung: Rung, budget: int
-    ) -> tuple[Completion, PreparedImage, Rung]:
+        self, page: _Page, rung: Rung, budget: int
+    ) -> tuple[Completion, PreparedImage, Rung, int]:
         """Send the page, shrinking it (or its max_tokens) while vLLM says it exceeds the context."""
         for _ in range(self.options.downscale_retries + 1):
-            prepared = prepare_image(image, self.spec, budget, choice.crop)
-            payload = build_payload(
-                self.model,
-                self.spec,
-                prompt_text(self.spec, choice, task, prepared.plan),
-                prepared.data_url,
-                rung,
-            )
+            prepared = self._prepared(page, budget)
             try:
-                return self.client.chat(payload), prepared, rung
+                return self._send(page, prepared, rung), prepared, rung, budget
             except ContextOverflow as overflow:
                 last = overflow
                 budget, rung = shrink_for(overflow, prepared, rung, self.spec.min_pixels)
-                log.info(
-                    "page over the context (%s); retrying at %d px, max_tokens %d",
-                    overflow.message,
-                    budget,
-                    rung.max_tokens,
-                )
+                log.info("page over the context; retrying at %d px, max_tokens %d", budget, rung.max_tokens)
         raise ContextTooLong(
             f"page still exceeds the context after {self.options.downscale_retries} downscales: "
             + last.message
         )
+
+    def _prepared(self, page: _Page, budget: int) -> PreparedImage:
+        """Ladder rungs resend the same pixels: resize and encode once per pixel budget."""
+        if budget not in page.prepared_at:
+            page.prepared_at[budget] = prepare_image(page.image, self.spec, budget, page.choice.crop)
+        return page.prepared_at[budget]
+
+    def _send(self, page: _Page, prepared: PreparedImage, rung: Rung) -> Completion:
+        text = prompt_text(self.spec, page.choice, page.task, prepared.plan)
+        return self.client.chat(build_payload(self.model, self.spec, text, prepared.data_url, rung))
 
     def _read(self, completion: Completion, choice: PromptChoice, prepared: PreparedImage) -> Reading:
         if reads_layout(self.spec, choice):

@@ -38,9 +38,11 @@ log = logging.getLogger(__name__)
 _IMAGE_LOAD = re.compile(r"failed to load image|cannot identify image|image file is truncated", re.IGNORECASE)
 _CONTEXT = re.compile(r"maximum context length|maximum model length|max_model_len", re.IGNORECASE)
 _LIMIT = re.compile(
-    r"(?:maximum context length is|maximum model length of|max_model_len=)\s*(\d+)", re.IGNORECASE
+    r"(?:maximum context length(?: is)?|maximum model length of|max_model_len=)\s*\(?(\d+)", re.IGNORECASE
 )
-_PROMPT = re.compile(r"(?:prompt contains|request has|decoder prompt \(length)\s+(\d+)", re.IGNORECASE)
+_PROMPT = re.compile(
+    r"(?:prompt contains|request has|decoder prompt \(length|input length \()\s*(\d+)", re.IGNORECASE
+)
 _OUTPUT_TOO_LARGE = re.compile(
     r"max_(?:completion_)?tokens'? (?:or '[a-z_]+' )?is too large|max_tokens=\d+ cannot be greater",
     re.IGNORECASE,
@@ -159,6 +161,7 @@ class VllmClient:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.config, self._sleep, self._jitter = config, sleep, jitter
+        self._closed = False
         self._slots = threading.BoundedSemaphore(config.max_in_flight)
         self._http = httpx.Client(
             base_url=config.base_url,
@@ -205,6 +208,7 @@ class VllmClient:
             return {}
 
     def close(self) -> None:
+        self._closed = True
         self._http.close()
 
     @contextmanager
@@ -220,6 +224,8 @@ class VllmClient:
 
     def _try(self, payload: dict[str, Any]) -> Completion | _Failure:
         url = self.config.base_url
+        if self._closed:
+            return _Failure(EngineUnavailable(f"the client for {url} is closed"), False)
         try:
             response = self._http.post("/v1/chat/completions", json=payload)
         except httpx.ConnectError as error:  # nothing listening: down, or still loading the model

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageChops
 
 from ocrq.errors import InputError, PageRenderError
 from ocrq.schemas import PageTask, PromptMode
@@ -51,6 +51,7 @@ class PreparedImage:
     plan: ResizePlan
     encoded_bytes: int
     encode_ms: float
+    """Greyscale check, pad or resize, and encoding: the client-side cost of a page."""
 
 
 def choose_prompt(spec: ModelSpec, task: PageTask) -> PromptChoice:
@@ -77,10 +78,9 @@ def prepare_image(
     try:
         source = image.crop(_inside(crop, image.size)) if crop else image
         plan = plan_resize(source.size, spec.resize, spec.image_factor, spec.min_pixels, max_pixels)
-        plan = ResizePlan(plan.source, plan.target, crop[:2] if crop else (0, 0))
-        resized = source if plan.identity else source.resize(plan.target, Image.Resampling.BICUBIC)
+        plan = ResizePlan(plan.source, plan.target, crop[:2] if crop else (0, 0), plan.padded)
         started = time.perf_counter()
-        data = encode_image(resized, spec.image_format)
+        data = encode_image(model_input(source, plan), spec.image_format)
     except (OSError, ValueError) as error:
         raise PageRenderError(f"page image cannot be prepared: {error}") from error
     encode_ms = (time.perf_counter() - started) * 1000
@@ -97,10 +97,33 @@ def _inside(box: Box, size: tuple[int, int]) -> Box:
     return region
 
 
-def encode_image(image: Image.Image, image_format: str) -> bytes:
-    """PNG (lossless, fast zlib) or JPEG; greyscale pages stay one channel, a third of the bytes."""
+def is_grey(image: Image.Image) -> bool:
+    """True when every pixel has R == G == B (a black-and-white page rendered in RGB): ~13 ms on A4."""
+    if image.mode == "L":
+        return True
+    if image.mode != "RGB":
+        return False
+    red, green, blue = image.split()
+    return (
+        ImageChops.difference(red, green).getbbox() is None
+        and ImageChops.difference(green, blue).getbbox() is None
+    )
+
+
+def model_input(source: Image.Image, plan: ResizePlan) -> Image.Image:
+    """The pixels the model sees: greyscale when the page is (a third of the PNG work), padded or resized."""
+    image = source.convert("L") if source.mode != "L" and is_grey(source) else source
     if image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
+    if plan.padded:
+        canvas = Image.new(image.mode, plan.target, 255 if image.mode == "L" else (255, 255, 255))
+        canvas.paste(image, (0, 0))
+        return canvas
+    return image if plan.identity else image.resize(plan.target, Image.Resampling.BICUBIC)
+
+
+def encode_image(image: Image.Image, image_format: str) -> bytes:
+    """PNG (lossless, fast zlib) or JPEG; see bench/vllm_encoding.py for the measurements behind it."""
     buffer = io.BytesIO()
     if image_format == "jpeg":
         image.save(buffer, "JPEG", quality=JPEG_QUALITY)

@@ -1,0 +1,108 @@
+"""Helpers for the REST API tests: an app on real databases, a key, uploads, a webhook receiver."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.security import add_key
+from ocrq.settings import Settings
+from worker.batch import open_database
+
+
+@dataclass
+class Api:
+    client: TestClient
+    key: str
+    settings: Settings
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.key}
+
+    def upload(self, *paths: Path, options: dict[str, Any] | None = None) -> Any:
+        files = [("files", (p.name, p.read_bytes(), "application/octet-stream")) for p in paths]
+        data = {"options": json.dumps(options)} if options else None
+        return self.client.post("/v1/jobs", files=files, data=data, headers=self.headers)
+
+    def wait(self, job_id: int, seconds: float = 60) -> dict[str, Any]:
+        response = self.client.get(f"/v1/jobs/{job_id}", params={"wait": seconds}, headers=self.headers)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def get(self, url: str, **params: Any) -> Any:
+        return self.client.get(url, params=params, headers=self.headers)
+
+
+def make_key(settings: Settings, name: str | None = None) -> str:
+    engine, sessions = open_database(settings)
+    try:
+        return add_key(sessions, name or f"tests-{uuid.uuid4().hex[:8]}")
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def running_api(settings: Settings) -> Iterator[Api]:
+    """The app from its factory, lifespan running (background runner, webhook sender)."""
+    key = make_key(settings)
+    with TestClient(create_app(settings)) as client:
+        yield Api(client, key, settings)
+
+
+@dataclass
+class Received:
+    at: float
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class WebhookReceiver:
+    """A loopback HTTP server answering with the next status in ``statuses`` (then 200)."""
+
+    statuses: list[int]
+    requests: list[Received] = field(default_factory=list)
+    url: str = ""
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.requests.append(Received(time.monotonic(), dict(self.headers.items()), body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        return Handler
+
+
+@contextmanager
+def webhook_receiver(statuses: list[int]) -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver(statuses)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), receiver.handler())
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()

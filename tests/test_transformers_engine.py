@@ -1,0 +1,242 @@
+"""The Transformers engine with a real model: the tiny random Qwen2-VL, loaded and run on the CPU.
+
+The model is built by ``tests/tiny_model.py`` (the same builder the real-vLLM tests use) and loaded
+through the engine exactly as a cached model would be. Its text is gibberish by construction, so the
+tests assert structure: what was loaded, token accounting, lifecycle, refusals, and the fallback.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from ocrq.db.models import Attempt, Page
+from ocrq.db.session import make_engine, make_session_factory
+from ocrq.errors import ConfigurationError, EngineUnavailable
+from ocrq.schemas import PageTask
+from ocrq.settings import Settings
+from tests.conftest import REPO_ROOT
+from tests.factories import make_text_pdf
+from tests.vllm_server import build_tiny_model, free_port, missing_vllm_reason
+from worker.batch import BatchRequest, run_embedded_batch
+from worker.engines.gpu_memory import GiB, GpuMemoryShort, MemoryGuard
+from worker.engines.hf_recipes import IncompatibleVersions, check_versions
+from worker.engines.transformers import EngineOptions, TransformersEngine, load_plan
+
+MISSING = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
+pytestmark = [
+    pytest.mark.transformers,
+    pytest.mark.skipif(bool(MISSING), reason=f"{MISSING} not importable: pip install -e '.[transformers]'"),
+]
+
+TINY = "qwen2-vl-2b"  # the registry entry whose architecture the tiny model has
+MAX_NEW_TOKENS = 12
+
+
+def readable_by_transformers_4(model_dir: Path) -> None:
+    """tiny_model.py saves with transformers 5 (``rope_parameters``); 4.x reads ``rope_scaling``."""
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return
+    path = model_dir / "config.json"
+    config = json.loads(path.read_text())
+    rope = config["text_config"]["rope_parameters"]
+    config["text_config"]["rope_scaling"] = {"type": "mrope", "mrope_section": rope["mrope_section"]}
+    config["text_config"]["rope_theta"] = rope["rope_theta"]
+    path.write_text(json.dumps(config, indent=2))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reason = missing_vllm_reason()
+    if reason:
+        pytest.skip(f"the tiny model is built with the vLLM venv's transformers 5: {reason}")
+    model_dir = build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen2-vl")
+    readable_by_transformers_4(model_dir)
+    return model_dir
+
+
+@pytest.fixture
+def tiny_settings(make_settings: Callable[..., Settings], tiny_model: Path) -> Callable[..., Settings]:
+    def build(**overrides: object) -> Settings:
+        base: dict[str, object] = {
+            "engines": ["transformers"],
+            "transformers_model": TINY,
+            "transformers_model_dir": tiny_model,
+            "transformers_max_new_tokens": MAX_NEW_TOKENS,
+            "transformers_device": "cpu",
+        }
+        return make_settings(**(base | overrides))
+
+    return build
+
+
+def tiny_engine(settings: Settings, guard: MemoryGuard | None = None, **options: Any) -> TransformersEngine:
+    return TransformersEngine(
+        load_plan(settings), guard, replace(EngineOptions.from_settings(settings), **options)
+    )
+
+
+@pytest.fixture(scope="module")
+def page() -> Image.Image:
+    image = Image.new("RGB", (420, 600), "white")
+    image.paste((0, 0, 0), (40, 60, 380, 90))
+    return image
+
+
+def test_building_the_engine_loads_nothing(tiny_settings: Callable[..., Settings]) -> None:
+    """A prefork parent builds the chain to size its pool: that must not import torch or load."""
+    settings = tiny_settings()
+    script = (
+        "import sys; from ocrq.settings import build_settings;"
+        "from worker.engines.selection import build_chain;"
+        f"chain = build_chain(build_settings(**{settings.model_dump(mode='json')!r}));"
+        "engine = chain.engines[0];"
+        "print(engine.name, engine.host.loaded, 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["transformers", "False", "False", "False"]
+
+
+def test_a_page_is_loaded_generated_and_read(
+    tiny_settings: Callable[..., Settings], page: Image.Image
+) -> None:
+    engine = tiny_engine(tiny_settings())
+    assert not engine.host.loaded
+    first = engine.recognize(page, PageTask())
+    assert engine.host.loaded and engine.host.loads == 1
+    assert (first.engine, first.model) == ("transformers", "Qwen/Qwen2-VL-2B-Instruct")
+    assert isinstance(first.text, str) and first.markdown == first.text  # a text model's reading
+    image_tokens = (420 * 616) // (28 * 28)  # the page padded to the 28-px grid, one token per 28x28
+    assert first.tokens_in is not None and first.tokens_in > image_tokens
+    assert first.tokens_out is not None and 1 <= first.tokens_out <= MAX_NEW_TOKENS
+    second = engine.recognize(page, PageTask())
+    assert engine.host.loads == 1  # stays loaded across pages
+    assert (second.text, second.tokens_out) == (first.text, first.tokens_out)  # greedy: deterministic
+    engine.close()
+    assert not engine.host.loaded
+
+
+def test_concurrent_pages_share_generate_calls(
+    tiny_settings: Callable[..., Settings], page: Image.Image
+) -> None:
+    engine = tiny_engine(tiny_settings(), batch_size=4)
+    alone = engine.recognize(page, PageTask())
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _i: engine.recognize(page, PageTask()), range(4)))
+    assert engine.max_in_flight == 4 and len(results) == 4
+    assert {r.tokens_in for r in results} == {alone.tokens_in}  # left padding is not counted as prompt
+    assert all(r.engine == "transformers" and r.tokens_out for r in results)
+    engine.close()
+
+
+def test_an_idle_model_is_released_and_loaded_again(
+    tiny_settings: Callable[..., Settings], page: Image.Image
+) -> None:
+    engine = tiny_engine(tiny_settings(transformers_idle_unload_seconds=0.3))
+    engine.recognize(page, PageTask())
+    model = weakref.ref(engine.host._model.model)  # type: ignore[union-attr]
+    deadline = time.monotonic() + 20
+    while engine.host.loaded and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not engine.host.loaded
+    gc.collect()
+    assert model() is None  # nothing keeps the weights alive
+    engine.recognize(page, PageTask())
+    assert engine.host.loaded and engine.host.loads == 2
+    engine.close()
+
+
+def test_one_model_per_process(tiny_settings: Callable[..., Settings], page: Image.Image) -> None:
+    first = tiny_engine(tiny_settings())
+    second = tiny_engine(tiny_settings(transformers_model="qwen2-vl-7b"))
+    first.recognize(page, PageTask())
+    second.recognize(page, PageTask())
+    assert second.host.loaded and not first.host.loaded
+    second.close()
+
+
+def test_the_memory_guard_refuses_before_loading(
+    tiny_settings: Callable[..., Settings], page: Image.Image
+) -> None:
+    readings: list[int] = []
+
+    def little_free(index: int) -> int:
+        readings.append(index)
+        return 64 * 1024**2
+
+    engine = tiny_engine(tiny_settings(), MemoryGuard(read_free=little_free))
+    with pytest.raises(GpuMemoryShort, match=r"needs about 1\.0 GiB on the CPU but only 0\.1 GiB") as refused:
+        engine.recognize(page, PageTask())
+    assert refused.value.retryable and isinstance(refused.value, EngineUnavailable)  # the chain moves on
+    assert readings == [-1] and not engine.host.loaded and engine.host.loads == 0
+    roomy = tiny_engine(tiny_settings(), MemoryGuard(read_free=lambda _index: 8 * GiB))
+    assert roomy.recognize(page, PageTask()).engine == "transformers"
+    roomy.close()
+
+
+def test_versions_and_recipes_are_checked_when_the_chain_is_built(
+    tiny_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    spec = load_plan(tiny_settings()).spec
+    check_versions(spec)  # the installed extra satisfies the registry's transformers>=4.45
+    with pytest.raises(IncompatibleVersions, match=r"transformers \S+ installed, x needs transformers>=99"):
+        check_versions(spec.model_copy(update={"key": "x", "requires": {"transformers": ">=99"}}))
+    with pytest.raises(ConfigurationError, match=re.escape("cannot drive phi-3.5-vision")):
+        load_plan(tiny_settings(transformers_model="phi-3.5-vision"))
+    dotted = tmp_path / "dots.ocr"
+    dotted.mkdir()
+    (dotted / "config.json").write_text("{}")
+    (dotted / "model.safetensors").write_bytes(b"w")
+    with pytest.raises(ConfigurationError, match=re.escape("without '.'")):
+        load_plan(tiny_settings(transformers_model="dots.ocr", transformers_model_dir=dotted))
+
+
+def test_a_dead_vllm_falls_back_to_transformers_page_by_page(
+    tiny_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_text_pdf(folder / "two.pdf", ["Invoice 42", "Счёт 42"])
+    settings = tiny_settings(
+        engines=["vllm", "transformers"],
+        vllm_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        vllm_model=TINY,
+        vllm_retries=0,
+        breaker_failures=100,  # keep asking vLLM, so every page shows both attempts
+        render_dpi=72,
+    )
+    summary = run_embedded_batch(settings, BatchRequest([folder], tmp_path / "out"))
+    assert summary["status"] == "done" and summary["counts"]["engines"] == {"transformers": 2}
+    sessions = make_session_factory(make_engine(settings.database_url))
+    with sessions() as session:
+        pages = session.scalars(select(Page).order_by(Page.index)).all()
+        attempts = {
+            page.index: [
+                (a.engine, a.outcome, a.error_code is not None)
+                for a in session.scalars(
+                    select(Attempt).where(Attempt.page_id == page.id).order_by(Attempt.id)
+                )
+            ]
+            for page in pages
+        }
+    assert attempts == {n: [("vllm", "error", True), ("transformers", "ok", False)] for n in (0, 1)}
+    written = json.loads((tmp_path / "out" / "two.pdf.json").read_text())
+    assert [p["engine"] for p in written["pages"]] == ["transformers", "transformers"]
