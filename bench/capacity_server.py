@@ -51,11 +51,17 @@ class Capacity:
 
 
 def _completion() -> bytes:
-    return json.dumps({
-        "id": "cmpl", "object": "chat.completion", "model": "bench",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1000, "completion_tokens": 40, "total_tokens": 1040},
-    }).encode()
+    return json.dumps(
+        {
+            "id": "cmpl",
+            "object": "chat.completion",
+            "model": "bench",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 40, "total_tokens": 1040},
+        }
+    ).encode()
 
 
 def _handler(capacity: Capacity) -> type[BaseHTTPRequestHandler]:

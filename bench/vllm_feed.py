@@ -24,7 +24,7 @@ import psutil
 import pymupdf
 import redis
 
-from bench.capacity_server import capacity_server
+from bench.capacity_server import Capacity, capacity_server
 from bench.queue_overhead import BROKER_URL, CLI, fresh_database
 from ocrq.db.session import make_engine, make_session_factory
 from ocrq.settings import build_settings
@@ -56,12 +56,20 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     with capacity_server(args.slots, args.seconds, served) as capacity:
         database_url = fresh_database()
         redis.Redis.from_url(BROKER_URL).flushdb()
-        env = os.environ | {"OCRQ_DATABASE_URL": database_url, "OCRQ_BROKER_URL": BROKER_URL,
-                            "OCRQ_ENGINES": "vllm", "OCRQ_VLLM_URL": capacity.url,
-                            "OCRQ_VLLM_MAX_IN_FLIGHT": str(args.in_flight)}
-        worker = subprocess.Popen([*CLI, "worker", "--role", "all", "--loglevel", "WARNING"], env=env,
-                                  stdout=(folder / "worker.log").open("wb"), stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        env = os.environ | {
+            "OCRQ_DATABASE_URL": database_url,
+            "OCRQ_BROKER_URL": BROKER_URL,
+            "OCRQ_ENGINES": "vllm",
+            "OCRQ_VLLM_URL": capacity.url,
+            "OCRQ_VLLM_MAX_IN_FLIGHT": str(args.in_flight),
+        }
+        worker = subprocess.Popen(
+            [*CLI, "worker", "--role", "all", "--loglevel", "WARNING"],
+            env=env,
+            stdout=(folder / "worker.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             return _measure(args, folder, database_url, capacity, psutil.Process(worker.pid))
         finally:
@@ -69,7 +77,9 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, float]:
             worker.wait()
 
 
-def _measure(args: argparse.Namespace, folder: Path, database_url: str, capacity, worker: psutil.Process):  # noqa: ANN001, ANN202
+def _measure(
+    args: argparse.Namespace, folder: Path, database_url: str, capacity: Capacity, worker: psutil.Process
+) -> dict[str, float]:
     settings = build_settings(database_url=database_url, broker_url=BROKER_URL, engines=["vllm"])
     sessions = make_session_factory(make_engine(database_url))
     create_app(settings).control.ping(timeout=30)
@@ -82,15 +92,22 @@ def _measure(args: argparse.Namespace, folder: Path, database_url: str, capacity
     elapsed = time.monotonic() - started
     cpu = sum(worker.cpu_times()[:2]) - cpu_before
     done = job_progress(sessions, job_id).done
-    return {"pages": args.pages, "done": done, "seconds": round(elapsed, 1),
-            "pages_per_s": round(args.pages / elapsed, 2), "capacity_pages_per_s": args.slots / args.seconds,
-            "feed_efficiency": round(args.pages / elapsed / (args.slots / args.seconds), 3),
-            "server_utilisation_while_busy": round(capacity.utilisation(), 3),
-            "worker_cpu_s_per_page": round(cpu / args.pages, 3)}
+    return {
+        "pages": args.pages,
+        "done": done,
+        "seconds": round(elapsed, 1),
+        "pages_per_s": round(args.pages / elapsed, 2),
+        "capacity_pages_per_s": args.slots / args.seconds,
+        "feed_efficiency": round(args.pages / elapsed / (args.slots / args.seconds), 3),
+        "server_utilisation_while_busy": round(capacity.utilisation(), 3),
+        "worker_cpu_s_per_page": round(cpu / args.pages, 3),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pages", type=int, default=320)
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=2.0)
