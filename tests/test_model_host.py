@@ -1,4 +1,4 @@
-"""The Transformers engine's machinery without a model: lifecycle, batching, the memory guard.
+"""The Transformers engine's machinery without a model: lifecycle, batching, guard, reading.
 
 A plain object stands in for the model (what is loaded does not matter to the host), so these run
 without torch; the real model goes through the same host in ``test_transformers_engine.py``.
@@ -13,10 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from ocrq.errors import ConfigurationError, EngineUnavailable
+from ocrq.schemas import PageTask
 from worker.engines.gpu_memory import GiB, GpuMemoryShort, MemoryGuard, nvml_index, stop_vllm_containers
+from worker.engines.hf_generate import RawAnswer
 from worker.engines.model_host import MicroBatcher, ModelHost
+from worker.engines.transformers import prepare_page, read_answer
+from worker.engines.vllm_request import choose_prompt, prepare_image
+from worker.models.registry import bundled_registry
+from worker.ocr_output.reading import read_layout
+from worker.ocr_output.resize import ResizePlan
 
 
 @dataclass
@@ -193,3 +201,22 @@ def test_only_vllm_containers_are_stopped() -> None:
 def test_nvml_counts_physical_gpus() -> None:
     assert nvml_index(0, "2,3") == 2 and nvml_index(1, "2,3") == 3
     assert nvml_index(0, "") == 0 and nvml_index(0, "GPU-5f1c") == 0  # UUIDs: CUDA order is all we know
+
+
+def test_answers_are_read_by_the_same_dots_parser_as_vllm() -> None:
+    spec = bundled_registry().get("dots.ocr")
+    choice = choose_prompt(spec, PageTask())
+    raw = '[{"bbox": [10, 20, 110, 70], "category": "Title", "text": "# Invoice 42"}, {"bbox": [10, 80'
+    plan = ResizePlan((2000, 1000), (1000, 500))
+    reading = read_answer(spec, choice, RawAnswer(raw, "length", 900, 8192), plan)
+    assert reading.cells == read_layout(raw, "length", plan).cells  # one implementation, not a copy
+    assert reading.cells[0].bbox == (20, 40, 220, 140) and "Invoice 42" in reading.markdown
+    assert reading.truncated and reading.repaired  # the cut-off second cell was dropped
+
+
+def test_pages_are_prepared_exactly_as_for_vllm() -> None:
+    spec = bundled_registry().get("dots.ocr")
+    page = Image.new("RGB", (1654, 2338), "white")
+    prepared = prepare_page(page, spec)
+    assert prepared.plan == prepare_image(page, spec, spec.max_pixels).plan
+    assert prepared.image.size == prepared.plan.target and prepared.image.mode == "RGB"

@@ -129,17 +129,24 @@ def load_model(plan: LoadPlan, guard: MemoryGuard) -> LoadedModel:
 
 
 def _load(plan: LoadPlan, device: str, dtype: str, attention: str) -> tuple[Any, Any]:
+    options = plan.spec.transformers
+    assert options is not None  # the factory refused models without a [transformers] table
+    model = _load_weights(plan, options.auto_class, options.trust_remote_code, device, dtype, attention)
+    plan.recipe.before_processor()
+    return model, _load_processor(plan, options.trust_remote_code)
+
+
+def _load_weights(
+    plan: LoadPlan, auto_class: str, remote: bool, device: str, dtype: str, attention: str
+) -> Any:
+    """The registry's class, from the local directory only, with the recipe's config fixes applied."""
     import torch
     import transformers
 
-    options = plan.spec.transformers
-    assert options is not None  # the factory refused models without a [transformers] table
-    remote = options.trust_remote_code
     config = transformers.AutoConfig.from_pretrained(
         plan.path, trust_remote_code=remote, local_files_only=True
     )
     plan.recipe.patch_config(config, attention)
-    model_class = getattr(transformers, options.auto_class)
     kwargs: dict[str, Any] = {
         "config": config,
         "dtype": getattr(torch, dtype),
@@ -147,16 +154,18 @@ def _load(plan: LoadPlan, device: str, dtype: str, attention: str) -> tuple[Any,
         "trust_remote_code": remote,
         "local_files_only": True,
     }
-    kwargs |= _placement(device, plan.eight_bit)
-    model = model_class.from_pretrained(plan.path, **kwargs).eval()
-    if not device.startswith("cuda"):
-        model = model.to(device)
-    plan.recipe.before_processor()
+    model_class = getattr(transformers, auto_class)
+    return model_class.from_pretrained(plan.path, **kwargs | _placement(device, plan.eight_bit)).eval()
+
+
+def _load_processor(plan: LoadPlan, remote: bool) -> Any:
+    import transformers
+
     processor = transformers.AutoProcessor.from_pretrained(
         plan.path, trust_remote_code=remote, local_files_only=True, **plan.recipe.processor_kwargs
     )
     _pad_left(processor)
-    return model, processor
+    return processor
 
 
 def _placement(device: str, eight_bit: bool) -> dict[str, Any]:

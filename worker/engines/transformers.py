@@ -43,6 +43,7 @@ class EngineOptions:
     max_new_tokens: int | None = None
     """Caps the registry's ``max_tokens`` (slow CPU hosts, tests); None keeps the registry's."""
     drop_page_headers: bool = False
+    """Shared with the vLLM engine (``OCRQ_VLLM_DROP_PAGE_HEADERS``): a page reads alike either way."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
