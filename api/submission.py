@@ -34,6 +34,8 @@ def job_settings(settings: Settings, options: JobOptions) -> Settings:
         changes["render_dpi"] = options.dpi
     if options.model:
         changes["vllm_model"] = options.model
+    if options.prompt_mode:
+        changes["prompt_mode"] = options.prompt_mode
     return settings.model_copy(update=changes)
 
 
@@ -47,7 +49,7 @@ class QueueSubmitter:
 
     def submit(self, sources: list[SourceFile], options: JobOptions, key_id: int | None) -> int:
         dispatcher = Dispatcher(self.celery, self.sessions, job_settings(self.settings, options))
-        job_id = dispatcher.submit(sources, origin=ORIGIN, reuse=not options.force)
+        job_id = dispatcher.submit(sources, origin=ORIGIN, reuse=not options.force, priority=options.priority)
         annotate_job(self.sessions, job_id, options, key_id)
         return job_id
 

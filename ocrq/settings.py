@@ -14,7 +14,10 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ocrq.schemas import PromptMode
+
 KNOWN_ENGINES = ("vllm", "transformers", "tesseract")
+JOB_OVERRIDABLE = ("engines", "render_dpi", "vllm_model", "vllm_served_model_name", "prompt_mode")
 
 
 class Settings(BaseSettings):
@@ -47,6 +50,9 @@ class Settings(BaseSettings):
     """With a broker: how often a page whose engines all failed retryably is queued again."""
     page_retry_backoff_seconds: float = Field(10.0, ge=0)
     """First retry delay; it doubles with each retry."""
+
+    prompt_mode: PromptMode = PromptMode.LAYOUT_ALL
+    """What VLM engines are asked for (dots.ocr's prompt modes); Tesseract reads layout and text anyway."""
 
     page_workers: int = Field(0, ge=0)
     """In-process page workers; 0 means one per CPU core."""
@@ -195,7 +201,17 @@ class Settings(BaseSettings):
             "tesseract_detect_orientation": self.tesseract_detect_orientation,
             "vllm_model": self.vllm_model,
             "vllm_served_model_name": self.vllm_served_model_name,
+            "prompt_mode": PromptMode(self.prompt_mode).value,
         }
+
+    def for_job(self, job_settings: dict[str, object]) -> Settings:
+        """This host's settings with a job's own choices (engines, DPI, model, prompt) on top.
+
+        A job records its :meth:`result_settings` when submitted (the API lets a
+        client choose some); a worker on another host honours them.
+        """
+        changes = {key: job_settings[key] for key in JOB_OVERRIDABLE if key in job_settings}
+        return self.model_validate(self.model_dump() | changes) if changes else self
 
     def result_key(self) -> str:
         """Fingerprint of :meth:`result_settings`: equal keys mean reusable results."""

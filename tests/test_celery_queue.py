@@ -197,3 +197,24 @@ def test_pages_whose_engines_are_down_come_back_later(queue: Queue, tmp_path: Pa
     with queue.sessions() as session:
         outcomes = session.execute(select(Attempt.outcome, func.count()).group_by(Attempt.outcome)).all()
     assert dict(outcomes) == {"error": 4, "ok": 3}
+
+
+def test_each_job_is_done_with_its_own_settings_and_priority(queue: Queue, tmp_path: Path) -> None:
+    """Two jobs queued before any worker runs: the urgent one (priority 9, 150 DPI) overtakes the
+    earlier one (priority 0, the host's 200 DPI), and each page is rendered at its job's DPI."""
+    slow, urgent = _pages_pdf(tmp_path / "slow", 8), _pages_pdf(tmp_path / "urgent", 2)
+    app = create_app(queue.settings)
+    low = Dispatcher(app, queue.sessions, queue.settings).submit(walk_sources([slow]), priority=0)
+    sharp = queue.settings.model_copy(update={"render_dpi": 150})
+    high = Dispatcher(app, queue.sessions, sharp).submit(walk_sources([urgent]), priority=9)
+    queue.processes.worker("w1", "--concurrency", "1")
+    wait_for(
+        lambda: job_finished(queue.sessions, low) and job_finished(queue.sessions, high), 120, "both jobs"
+    )
+    with queue.sessions() as session:
+        low_job, high_job = session.get_one(Job, low), session.get_one(Job, high)
+        assert high_job.finished_at < low_job.finished_at
+        widths = {
+            job.id: {page.width for doc in job.documents for page in doc.pages} for job in (low_job, high_job)
+        }
+    assert widths == {low: {1654}, high: {1241}}  # A4 (595.3 pt) at 200 and at 150 DPI, rounded up

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Job, Page
 from ocrq.errors import PageRenderError, UnreadableDocument
 from ocrq.schemas import DocumentType, PageResult
+from ocrq.settings import Settings
 from worker.job_store import JobStore, PageFinish
 
 
@@ -74,3 +77,12 @@ def test_a_failed_document_closes_an_otherwise_done_job(sessions: sessionmaker[S
         assert [d.status for d in job.documents] == ["done", "failed"]
         assert job.documents[1].error_code == "unreadable"
         assert job.status == "partial"
+
+
+def test_a_job_carries_its_own_settings_to_any_worker(make_settings: Callable[..., Settings]) -> None:
+    host = make_settings(render_dpi=200, engines=["tesseract"])
+    job = host.model_copy(update={"render_dpi": 300, "prompt_mode": "text_only"}).result_settings()
+    on_worker = host.for_job(job | {"unrelated": 1})
+    assert (on_worker.render_dpi, on_worker.prompt_mode) == (300, "text_only")
+    assert on_worker.database_url == host.database_url and host.render_dpi == 200
+    assert on_worker.result_key() != host.result_key()

@@ -30,6 +30,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "visibility_timeout": settings.visibility_timeout,
         "unacked_restore_interval": 10,  # sweep for a dead worker's messages every ~30 s, not ~100 s
         "unacked_restore_throttle": 3,
+        "priority_steps": list(range(10)),  # job priorities: one Redis list per level, 0 served first
+        "queue_order_strategy": "priority",
     }
     return {
         "broker_url": settings.broker_url,

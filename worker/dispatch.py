@@ -23,10 +23,21 @@ class Dispatcher:
     def __init__(self, app: Celery, sessions: sessionmaker[Session], settings: Settings) -> None:
         self.app, self.sessions, self.settings = app, sessions, settings
 
-    def submit(self, sources: list[SourceFile], origin: str = "cli", *, reuse: bool = True) -> int:
-        """Register a job for the sources and queue their ingestion; returns the job id."""
+    def submit(
+        self, sources: list[SourceFile], origin: str = "cli", *, reuse: bool = True, priority: int = 5
+    ) -> int:
+        """Register a job for the sources and queue their ingestion; returns the job id.
+
+        ``priority``: 0 lowest to 9 highest; its pages overtake lower ones waiting in the same queue.
+        """
         job_id = create_job(
-            self.sessions, sources, self.settings, origin=origin, queue=self.settings.gpu_queue, reuse=reuse
+            self.sessions,
+            sources,
+            self.settings,
+            origin=origin,
+            queue=self.settings.gpu_queue,
+            reuse=reuse,
+            priority=priority,
         )
         with self.sessions() as session:
             document_ids = session.scalars(select(Document.id).where(Document.job_id == job_id)).all()
@@ -44,25 +55,44 @@ class Dispatcher:
         """Mark, then send: a crash in between leaves pages the reconciler will find."""
         if not page_ids:
             return
-        for queue, ids in self._pages_by_queue(page_ids).items():
+        for (queue, job_id, priority), ids in self._pages_by_job(page_ids).items():
             self._mark_enqueued(ids)
             with self.app.producer_or_acquire() as producer:
                 for page_id in ids:
-                    self.app.send_task(TASK_PAGE, args=[page_id], queue=queue, producer=producer)
+                    self.app.send_task(
+                        TASK_PAGE,
+                        args=[page_id, job_id],
+                        queue=queue,
+                        priority=redis_priority(priority),
+                        producer=producer,
+                    )
 
-    def _pages_by_queue(self, page_ids: Sequence[int]) -> dict[str, list[int]]:
+    def _pages_by_job(self, page_ids: Sequence[int]) -> dict[tuple[str, int, int], list[int]]:
         with self.sessions() as session:
             rows = session.execute(
-                select(Page.id, Job.queue)
+                select(Page.id, Job.queue, Job.id, Job.settings)
                 .join(Document, Page.document_id == Document.id)
                 .join(Job, Document.job_id == Job.id)
                 .where(Page.id.in_(page_ids))
             ).all()
-        grouped: dict[str, list[int]] = {}
-        for page_id, queue in rows:
-            grouped.setdefault(queue or self.settings.gpu_queue, []).append(page_id)
+        grouped: dict[tuple[str, int, int], list[int]] = {}
+        for page_id, queue, job_id, job_settings in rows:
+            key = (
+                queue or self.settings.gpu_queue,
+                job_id,
+                int(job_settings.get("priority", DEFAULT_PRIORITY)),
+            )
+            grouped.setdefault(key, []).append(page_id)
         return grouped
 
     def _mark_enqueued(self, page_ids: list[int]) -> None:
         with self.sessions.begin() as session:
             session.execute(update(Page).where(Page.id.in_(page_ids)).values(enqueued_at=utcnow()))
+
+
+DEFAULT_PRIORITY = 5
+
+
+def redis_priority(priority: int) -> int:
+    """Our 0 (lowest) to 9 (highest) as kombu's Redis levels, where 0 is served first."""
+    return 9 - max(0, min(9, priority))

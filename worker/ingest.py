@@ -47,6 +47,7 @@ def create_job(
     origin: str = "cli",
     queue: str | None = None,
     reuse: bool = True,
+    priority: int = 5,
 ) -> int:
     """One job row and one queued document row per source file; nothing is opened yet.
 
@@ -55,7 +56,7 @@ def create_job(
     """
     key = settings.result_key()
     with sessions.begin() as session:
-        job_settings = settings.result_settings() | {"reuse_results": reuse}
+        job_settings = settings.result_settings() | {"reuse_results": reuse, "priority": priority}
         job = Job(result_key=key, settings=job_settings, origin=origin, queue=queue)
         job.documents = [
             Document(path=str(s.path), relpath=s.relpath, result_key=key, sha256=s.sha256) for s in sources

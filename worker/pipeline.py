@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from PIL import Image
 
 from ocrq.errors import OcrqError, PageRenderError
 from ocrq.schemas import DocumentType, PageStatus, PageTask
+from ocrq.settings import Settings
 from worker.engines.chain import EngineChain, chain_failure
+from worker.engines.selection import build_chain
 from worker.job_store import JobStore, PageClaim, PageFinish
 from worker.render import OpenedDocument, RenderLimits, open_document
 
@@ -129,3 +132,11 @@ class PagePipeline:
 
 def _ms_since(clock: float) -> float:
     return (time.perf_counter() - clock) * 1000
+
+
+def pipeline_for(
+    settings: Settings, store: JobStore, chain_factory: Callable[[Settings], EngineChain] = build_chain
+) -> PagePipeline:
+    """A pipeline configured as ``settings`` say: engines, render limits, what to ask the engines."""
+    limits = RenderLimits.from_settings(settings)
+    return PagePipeline(store, chain_factory(settings), limits, PageTask(settings.prompt_mode))

@@ -21,8 +21,7 @@ from worker.engines.chain import EngineChain
 from worker.engines.selection import build_chain
 from worker.ingest import ingest_document
 from worker.job_store import JobStore
-from worker.pipeline import PageOutcome, PagePipeline
-from worker.render import RenderLimits
+from worker.pipeline import PageOutcome, PagePipeline, pipeline_for
 
 
 @dataclass(slots=True)
@@ -59,8 +58,7 @@ class EmbeddedRunner:
         page_ids = self._ingest_all(job_id)
         progress = job_progress(self.sessions, job_id)
         on_progress(progress)
-        limits = RenderLimits.from_settings(self.settings)
-        pipeline = PagePipeline(self.store, self.chain_factory(self.settings), limits)
+        pipeline = pipeline_for(self.settings, self.store, self.chain_factory)
         try:
             self._run_pages(pipeline, page_ids, progress, on_progress)
         finally:

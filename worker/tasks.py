@@ -10,18 +10,19 @@ import threading
 from functools import cached_property
 
 from celery import Task, current_app, shared_task
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ocrq.db.models import Document, Job, Page
 from ocrq.db.session import make_engine, make_session_factory
 from ocrq.settings import Settings, build_settings
 from worker.celery_app import TASK_INBOX, TASK_INGEST, TASK_PAGE, TASK_RECONCILE
 from worker.dispatch import Dispatcher
-from worker.engines.selection import build_chain
 from worker.ingest import ingest_document
 from worker.job_store import JobStore
-from worker.pipeline import PageOutcome, PagePipeline
-from worker.render import RenderLimits
+from worker.pipeline import PageOutcome, PagePipeline, pipeline_for
+
+JOBS_REMEMBERED = 256
 
 
 class WorkerContext:
@@ -30,6 +31,8 @@ class WorkerContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
+        self._pipelines: dict[str, PagePipeline] = {}
+        self._jobs: dict[int, Settings] = {}
 
     @cached_property
     def engine(self) -> Engine:
@@ -43,14 +46,39 @@ class WorkerContext:
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(current_app, self.sessions, self.settings)
 
-    @property
-    def pipeline(self) -> PagePipeline:
-        with self._lock:  # page threads arrive together; only one may build the engines
-            if not hasattr(self, "_pipeline"):
-                store = JobStore(self.sessions, lease_seconds=self.settings.page_time_limit)
-                limits = RenderLimits.from_settings(self.settings)
-                self._pipeline = PagePipeline(store, build_chain(self.settings), limits)
-            return self._pipeline
+    @cached_property
+    def store(self) -> JobStore:
+        return JobStore(self.sessions, lease_seconds=self.settings.page_time_limit)
+
+    def pipeline_for_job(self, job_id: int) -> PagePipeline:
+        """One pipeline per distinct job settings (engines, DPI, model, prompt), built on first use.
+
+        Page threads arrive together; only one may build a pipeline's engines.
+        Jobs rarely differ, so pipelines are kept for the process's life.
+        """
+        settings = self._job_settings(job_id)
+        key = settings.result_key()
+        with self._lock:
+            if key not in self._pipelines:
+                self._pipelines[key] = pipeline_for(settings, self.store)
+            return self._pipelines[key]
+
+    def job_of_page(self, page_id: int) -> int:
+        with self.sessions() as session:
+            return session.scalars(
+                select(Document.job_id).join(Page, Page.document_id == Document.id).where(Page.id == page_id)
+            ).one()
+
+    def _job_settings(self, job_id: int) -> Settings:
+        with self._lock:
+            if job_id in self._jobs:
+                return self._jobs[job_id]
+        with self.sessions() as session:
+            recorded = session.scalar(select(Job.settings).where(Job.id == job_id)) or {}
+        with self._lock:
+            if len(self._jobs) > JOBS_REMEMBERED:
+                self._jobs.clear()
+            return self._jobs.setdefault(job_id, self.settings.for_job(recorded))
 
 
 _context_lock = threading.Lock()
@@ -76,11 +104,12 @@ def ingest_document_task(document_id: int) -> int:
 
 
 @shared_task(name=TASK_PAGE, bind=True, ignore_result=True)
-def ocr_page_task(self: Task, page_id: int) -> str | None:
+def ocr_page_task(self: Task, page_id: int, job_id: int | None = None) -> str | None:
     """OCR one page; while retries last, a page whose engines all failed retryably comes back later."""
     ctx = context()
     retries_left = self.request.retries < ctx.settings.page_retries
-    outcome: PageOutcome = ctx.pipeline.process(page_id, allow_retry=retries_left)
+    pipeline = ctx.pipeline_for_job(job_id or ctx.job_of_page(page_id))
+    outcome: PageOutcome = pipeline.process(page_id, allow_retry=retries_left)
     if outcome.retry:
         raise self.retry(countdown=ctx.settings.page_retry_backoff_seconds * 2**self.request.retries)
     return outcome.status
