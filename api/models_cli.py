@@ -6,6 +6,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from api.hf_cache_cli import CACHE_COLUMNS, cache_cells, cache_status_for, print_cache
 from worker.models.registry import ModelSpec, Registry, bundled_registry
 
 COLUMNS = (
@@ -48,22 +49,28 @@ def model_row(spec: ModelSpec) -> list[str]:
     ]
 
 
-def registry_table(registry: Registry) -> Table:
+def registry_table(registry: Registry, cache: dict[str, list[str]] | None = None) -> Table:
+    """The registry, and with ``cache`` (cells per model key) whether each model is in the local cache."""
     table = Table(title="ocrq model registry (OCRQ_VLLM_MODEL = key)")
-    for column in COLUMNS:
+    for column in (*COLUMNS, *(CACHE_COLUMNS if cache is not None else ())):
         table.add_column(column, overflow="fold")
     for spec in registry.models.values():
-        table.add_row(*model_row(spec))
+        table.add_row(*model_row(spec), *(cache or {}).get(spec.key, []))
     return table
 
 
 @click.command("models")
 @click.option("--constraints", is_flag=True, help="Also list each model's known version constraints.")
-def models_command(constraints: bool) -> None:
-    """List the models ocrq can drive, with what each needs to be served."""
+@click.option("--cache", "show_cache", is_flag=True, help="List everything in the local Hugging Face cache.")
+def models_command(constraints: bool, show_cache: bool) -> None:
+    """The models ocrq can drive, what each needs, and whether it is complete in the local HF cache."""
     console = Console()
+    if show_cache:
+        print_cache(console, everything=True)
+        return
     registry = bundled_registry()
-    console.print(registry_table(registry))
+    rows = cache_status_for(registry.models.values())
+    console.print(registry_table(registry, {row.key: cache_cells(row) for row in rows}))
     if constraints:
         for spec in registry.models.values():
             console.print(f"[bold]{spec.key}[/]: " + "; ".join([*spec.constraints, spec.notes]))

@@ -17,7 +17,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from ocrq.schemas import PromptMode
 
 KNOWN_ENGINES = ("vllm", "transformers", "tesseract")
-JOB_OVERRIDABLE = ("engines", "render_dpi", "vllm_model", "vllm_served_model_name", "prompt_mode")
+JOB_OVERRIDABLE = (
+    "engines",
+    "render_dpi",
+    "vllm_model",
+    "vllm_served_model_name",
+    "prompt_mode",
+    "transformers_model",
+)
 
 
 class Settings(BaseSettings):
@@ -202,6 +209,7 @@ class Settings(BaseSettings):
             "vllm_model": self.vllm_model,
             "vllm_served_model_name": self.vllm_served_model_name,
             "prompt_mode": PromptMode(self.prompt_mode).value,
+            "transformers_model": self.transformers_model,
         }
 
     def for_job(self, job_settings: dict[str, object]) -> Settings:

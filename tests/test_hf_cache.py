@@ -152,3 +152,16 @@ def test_cli_shows_registry_models_by_default(cache: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
     assert "complete" in lines["qwen2-vl-2b"] and "missing" in lines["dots.ocr"]
+
+
+def test_ocrq_models_says_which_registry_models_are_cached(cache: Path) -> None:
+    from api.models_cli import models_command
+
+    add_snapshot(cache, "Qwen/Qwen2-VL-2B-Instruct", COMMIT_A, sharded_files())
+    env = {"COLUMNS": "400", "HF_HUB_CACHE": str(cache)}
+    result = CliRunner(env=env).invoke(models_command, [])
+    assert result.exit_code == 0, result.output
+    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
+    assert "complete" in lines["qwen2-vl-2b"] and "missing" in lines["dots.ocr"]
+    listing = CliRunner(env=env).invoke(models_command, ["--cache"])
+    assert "org/missing-shard" in listing.output and "missing 1 of 2 weight shards" in listing.output
