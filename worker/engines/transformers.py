@@ -19,8 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ocrq.errors import ConfigurationError, DegenerateOutput, EngineUnavailable, InputError, PageRenderError
-from ocrq.schemas import LayoutCell, PageResult, PageTask, PromptMode
+from ocrq.errors import ConfigurationError, DegenerateOutput, EngineUnavailable, PageRenderError
+from ocrq.schemas import PageResult, PageTask
 from ocrq.settings import Settings
 from worker.engines.gpu_memory import MemoryGuard, stop_vllm_containers
 from worker.engines.hf_cache import ModelNotCached, directory_problems, local_model_dir
@@ -28,9 +28,16 @@ from worker.engines.hf_generate import PageJob, RawAnswer, generate_pages
 from worker.engines.hf_loading import LoadedModel, LoadPlan, heavy_libraries_missing, load_model, release
 from worker.engines.hf_recipes import check_versions, recipe_for
 from worker.engines.model_host import MicroBatcher, ModelHost
-from worker.engines.vllm_request import PromptChoice, choose_prompt, model_input, prompt_text, reads_layout
+from worker.engines.vllm_request import (
+    PromptChoice,
+    choose_prompt,
+    inside_page,
+    model_input,
+    prompt_text,
+    reads_layout,
+)
 from worker.models.registry import ModelSpec, Registry, bundled_registry
-from worker.ocr_output.reading import Reading, read_layout, read_text
+from worker.ocr_output.reading import Reading, page_result, read_layout, read_text
 from worker.ocr_output.resize import Box, ResizePlan, plan_resize
 
 log = logging.getLogger(__name__)
@@ -65,20 +72,12 @@ def prepare_page(image: Image.Image, spec: ModelSpec, crop: Box | None = None) -
     """Crop, then resize or pad with the model's rule exactly as the vLLM engine does (its
     ``model_input``), keeping the plan that maps the model's boxes back to the page."""
     try:
-        source = image.crop(_inside(crop, image.size)) if crop else image
+        source = image.crop(inside_page(crop, image.size)) if crop else image
         plan = plan_resize(source.size, spec.resize, spec.image_factor, spec.min_pixels, spec.max_pixels)
         plan = replace(plan, offset=crop[:2] if crop else (0, 0))
         return PreparedPage(model_input(source, plan).convert("RGB"), plan)
     except (OSError, ValueError) as error:
         raise PageRenderError(f"page image cannot be prepared: {error}") from error
-
-
-def _inside(box: Box, size: tuple[int, int]) -> Box:
-    x1, y1, x2, y2 = (max(0, value) for value in box)
-    region = (min(x1, size[0]), min(y1, size[1]), min(x2, size[0]), min(y2, size[1]))
-    if region[2] <= region[0] or region[3] <= region[1]:
-        raise InputError(f"grounding bbox {box} does not overlap the {size[0]}x{size[1]} page")
-    return region
 
 
 def read_answer(
@@ -137,19 +136,8 @@ class TransformersEngine:
         return self.host.run(lambda loaded: generate_pages(loaded, jobs))
 
     def _result(self, reading: Reading, answer: RawAnswer, task: PageTask, started: float) -> PageResult:
-        cells = reading.cells
-        if task.mode is PromptMode.GROUNDING and task.bbox is not None and not cells and reading.text:
-            cells = [LayoutCell(task.bbox, "Text", reading.text)]
-        return PageResult(
-            text=reading.text,
-            markdown=reading.markdown,
-            engine=self.name,
-            model=self.model,
-            cells=cells,
-            tokens_in=answer.tokens_in,
-            tokens_out=answer.tokens_out,
-            ocr_ms=(time.perf_counter() - started) * 1000,
-        )
+        tokens = (answer.tokens_in, answer.tokens_out)
+        return page_result(reading, task, engine=self.name, model=self.model, tokens=tokens, started=started)
 
 
 def model_location(spec: ModelSpec, model_dir: Path | None, cache_dir: Path | None = None) -> Path:

@@ -27,7 +27,7 @@ from ocrq.errors import (
     EngineUnavailable,
     ModelNotServed,
 )
-from ocrq.schemas import LayoutCell, PageResult, PageTask, PromptMode
+from ocrq.schemas import PageResult, PageTask
 from ocrq.settings import Settings
 from worker.engines.vllm_client import ClientConfig, Completion, ContextOverflow, VllmClient
 from worker.engines.vllm_request import (
@@ -41,7 +41,7 @@ from worker.engines.vllm_request import (
     reads_layout,
 )
 from worker.models.registry import ModelSpec, Registry, bundled_registry
-from worker.ocr_output.reading import Reading, read_layout, read_text
+from worker.ocr_output.reading import Reading, page_result, read_layout, read_text
 
 log = logging.getLogger(__name__)
 
@@ -250,19 +250,8 @@ class VllmEngine:
                 f"(looped={any(r.looped for r in tally.readings)}, "
                 f"truncated={any(r.truncated for r in tally.readings)})"
             )
-        cells = reading.cells
-        if task.mode is PromptMode.GROUNDING and task.bbox is not None and not cells and reading.text:
-            cells = [LayoutCell(task.bbox, "Text", reading.text)]
-        return PageResult(
-            text=reading.text,
-            markdown=reading.markdown,
-            engine=self.name,
-            model=self.model,
-            cells=cells,
-            tokens_in=tally.tokens_in,
-            tokens_out=tally.tokens_out,
-            ocr_ms=(time.perf_counter() - started) * 1000,
-        )
+        tokens = (tally.tokens_in, tally.tokens_out)
+        return page_result(reading, task, engine=self.name, model=self.model, tokens=tokens, started=started)
 
 
 def vllm_engine(settings: Settings) -> VllmEngine:

@@ -76,7 +76,7 @@ def prepare_image(
 ) -> PreparedImage:
     """Crop, resize with the model's rule within ``max_pixels``, encode as a data URL."""
     try:
-        source = image.crop(_inside(crop, image.size)) if crop else image
+        source = image.crop(inside_page(crop, image.size)) if crop else image
         plan = plan_resize(source.size, spec.resize, spec.image_factor, spec.min_pixels, max_pixels)
         plan = ResizePlan(plan.source, plan.target, crop[:2] if crop else (0, 0), plan.padded)
         started = time.perf_counter()
@@ -89,7 +89,8 @@ def prepare_image(
     return PreparedImage(url, plan, len(data), encode_ms)
 
 
-def _inside(box: Box, size: tuple[int, int]) -> Box:
+def inside_page(box: Box, size: tuple[int, int]) -> Box:
+    """A grounding box clipped to the page; one that misses the page is the request's input error."""
     x1, y1, x2, y2 = (max(0, v) for v in box)
     region = (min(x1, size[0]), min(y1, size[1]), min(x2, size[0]), min(y2, size[1]))
     if region[2] <= region[0] or region[3] <= region[1]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
-from ocrq.schemas import LayoutCell
+from ocrq.schemas import LayoutCell, PageResult, PageTask, PromptMode
 from worker.ocr_output.layout import parse_layout
 from worker.ocr_output.loops import DEFAULT_LIMITS, LoopLimits, cut_loop, find_loop, find_tail_loop
 from worker.ocr_output.markdown import cells_markdown, cells_text
@@ -58,3 +59,28 @@ def read_text(raw: str, finish_reason: str | None, limits: LoopLimits = DEFAULT_
     loop = find_loop(raw, limits)
     text = cut_loop(raw, loop) if loop else raw.strip()
     return Reading(text=text, markdown=text, truncated=finish_reason == "length", looped=loop is not None)
+
+
+def page_result(
+    reading: Reading,
+    task: PageTask,
+    *,
+    engine: str,
+    model: str,
+    tokens: tuple[int | None, int | None],
+    started: float,
+) -> PageResult:
+    """The engine-neutral answer for a page; a grounding read without cells gets its region as one."""
+    cells = reading.cells
+    if task.mode is PromptMode.GROUNDING and task.bbox is not None and not cells and reading.text:
+        cells = [LayoutCell(task.bbox, "Text", reading.text)]
+    return PageResult(
+        text=reading.text,
+        markdown=reading.markdown,
+        engine=engine,
+        model=model,
+        cells=cells,
+        tokens_in=tokens[0],
+        tokens_out=tokens[1],
+        ocr_ms=(time.perf_counter() - started) * 1000,
+    )
