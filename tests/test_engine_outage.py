@@ -1,0 +1,55 @@
+"""A vLLM server that dies mid-batch and comes back: every page is still done, every attempt is
+recorded, the circuit opens (pages stop waiting on the dead server) and closes when it returns.
+
+The server is our loopback fault server (a real vLLM cannot be made to fail on cue); the chain,
+breaker, pipeline, runner and database are the real ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+
+from ocrq.db.models import Attempt, Page
+from ocrq.db.session import make_engine, make_session_factory
+from ocrq.settings import Settings
+from tests.factories import make_text_pdf
+from tests.fault_server import Step, nested_error, running_fault_server
+from worker.batch import BatchRequest, run_embedded_batch
+
+PAGES = 30
+
+
+def test_pages_flow_around_an_outage_and_back(tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+    make_text_pdf(tmp_path / "in.pdf", [f"Outage test page {n}" for n in range(PAGES)])
+    with running_fault_server() as server:
+        server.queue(Step(), Step(), Step(), *[Step(503, nested_error(503, "EngineCore died"))] * 3)
+        settings = make_settings(
+            engines=["vllm", "tesseract"], vllm_url=server.url, vllm_served_model_name="test-model",
+            vllm_retries=0, prompt_mode="text_only", page_workers=1,
+            breaker_failures=3, breaker_reset_seconds=0.5, tesseract_langs="eng",
+        )  # fmt: skip
+        batch = run_embedded_batch(settings, BatchRequest([tmp_path / "in.pdf"], tmp_path / "out"))
+    assert batch["counts"]["pages"] == {"total": PAGES, "done": PAGES, "failed": 0}
+    by_page = _attempts_by_page(settings)
+    assert by_page[:3] == [["vllm:ok"]] * 3
+    assert by_page[3:6] == [["vllm:error", "tesseract:ok"]] * 3  # the outage: three failures open the circuit
+    skipped = [n for n, attempts in enumerate(by_page) if attempts == ["tesseract:ok"]]
+    assert skipped and skipped[0] == 6  # open: the next page does not wait on the dead server
+    assert by_page[-1] == ["vllm:ok"]  # the probe found it back; the circuit closed
+    assert len(server.requests) == PAGES - len(skipped)  # nothing sent while the circuit was open
+    assert batch["counts"]["engines"] == {"vllm": PAGES - 3 - len(skipped), "tesseract": 3 + len(skipped)}
+
+
+def _attempts_by_page(settings: Settings) -> list[list[str]]:
+    sessions = make_session_factory(make_engine(settings.database_url))
+    with sessions() as session:
+        rows = session.execute(
+            select(Page.index, Attempt.engine, Attempt.outcome).join(Attempt).order_by(Page.index, Attempt.id)
+        ).all()
+    pages: list[list[str]] = [[] for _ in range(PAGES)]
+    for index, engine, outcome in rows:
+        pages[index].append(f"{engine}:{outcome}")
+    return pages
