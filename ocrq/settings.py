@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     vllm_downscale_retries: int = Field(3, ge=0, le=8)
     """Smaller renders to try when the page exceeds the model's context."""
     vllm_drop_page_headers: bool = False
+    vllm_color: bool = False
+    """Send pages in colour (RGB); grey by default, which halves our CPU per page."""
     """Leave Page-header/Page-footer cells out of text and Markdown (they stay in the JSON cells)."""
 
     # --- Transformers engine (in-process fallback; needs the transformers extra) ------------------
@@ -210,6 +212,7 @@ class Settings(BaseSettings):
             "vllm_served_model_name": self.vllm_served_model_name,
             "prompt_mode": PromptMode(self.prompt_mode).value,
             "transformers_model": self.transformers_model,
+            "vllm_color": self.vllm_color,
         }
 
     def for_job(self, job_settings: dict[str, object]) -> Settings:

@@ -397,3 +397,16 @@ def test_a_closed_engine_says_so(server: FaultServer, page: Image.Image) -> None
     with pytest.raises(EngineUnavailable, match="closed"):
         engine.recognize(page, PageTask(PromptMode.TEXT_ONLY))
     assert server.requests == []
+
+
+def test_pages_go_grey_unless_colour_is_asked_for(server: FaultServer) -> None:
+    """Grey halves render and encode CPU; OCRQ_VLLM_COLOR keeps colour for pages that need it."""
+    red_stamp = Image.new("RGB", (600, 200), "white")
+    ImageDraw.Draw(red_stamp).rectangle((50, 50, 300, 150), fill=(200, 0, 0))
+    grey, colour = make_engine(server), make_engine(server, options=EngineOptions(color=True))
+    assert (grey.image_mode, colour.image_mode) == ("L", "RGB")
+    for engine in (grey, colour):
+        engine.recognize(red_stamp.convert(engine.image_mode), PageTask(PromptMode.TEXT_ONLY))
+    sent = [request_image(request) for request in server.requests]
+    assert [image.mode for image in sent] == ["L", "RGB"]
+    assert sent[1].getpixel((100, 100))[:3] == (200, 0, 0)

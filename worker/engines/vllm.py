@@ -58,11 +58,16 @@ class EngineOptions:
     ladder_retries: int = 2
     downscale_retries: int = 3
     drop_page_headers: bool = False
+    color: bool = False
+    """Pages go grey unless asked: half the rendering and encoding CPU, and most scans are grey anyway."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
         return cls(
-            settings.vllm_ladder_retries, settings.vllm_downscale_retries, settings.vllm_drop_page_headers
+            settings.vllm_ladder_retries,
+            settings.vllm_downscale_retries,
+            settings.vllm_drop_page_headers,
+            settings.vllm_color,
         )
 
 
@@ -131,7 +136,6 @@ class VllmEngine:
     """:class:`~worker.engines.base.Engine` for one model on one vLLM server; thread-safe."""
 
     name = "vllm"
-    image_mode = "RGB"
 
     def __init__(
         self,
@@ -144,6 +148,7 @@ class VllmEngine:
         self.model = served_name or spec.served_name
         self.options = options or EngineOptions()
         self.max_in_flight = client.config.max_in_flight
+        self.image_mode = "RGB" if self.options.color else "L"
         self._max_model_len: int | None = spec.vllm.max_model_len if spec.vllm else None
 
     @classmethod
