@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # --- vLLM engine ----------------------------------------------------------------
     vllm_bind_host: str = "127.0.0.1"
     """Host address ``ocrq vllm up`` publishes the server's port on (0.0.0.0 for other GPU hosts)."""
+    vllm_model_urls: dict[str, str] = Field(default_factory=dict)
+    """Per-model servers, JSON: ``{"qwen2-vl-2b": "http://gpu2:8011"}``; a job's model picks its server."""
     vllm_url: str | None = None
     """Base URL of an OpenAI-compatible vLLM server (``http://host:8000``); unset: no vLLM engine."""
     vllm_model: str = "dots.ocr"
@@ -223,6 +225,10 @@ class Settings(BaseSettings):
         """
         changes = {key: job_settings[key] for key in JOB_OVERRIDABLE if key in job_settings}
         return self.model_validate(self.model_dump() | changes) if changes else self
+
+    def vllm_server_url(self) -> str | None:
+        """The server for ``vllm_model``: its own entry in ``vllm_model_urls``, else ``vllm_url``."""
+        return self.vllm_model_urls.get(self.vllm_model) or self.vllm_url
 
     def result_key(self) -> str:
         """Fingerprint of :meth:`result_settings`: equal keys mean reusable results."""

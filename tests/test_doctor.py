@@ -59,3 +59,14 @@ def test_a_real_vllm_server_is_reported_with_its_models(vllm_server: VllmServer,
     assert result.exit_code == 0, result.output
     assert lines["vllm"].startswith("ok") and "health ok" in lines["vllm"]
     assert f"{vllm_server.served_name} (max_model_len {vllm_server.max_model_len})" in lines["vllm"]
+
+
+def test_every_configured_vllm_server_gets_a_line(tmp_path: Path) -> None:
+    other = "http://127.0.0.2:9"
+    result = CliRunner().invoke(cli, ["doctor"], env={
+        "OCRQ_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}", "OCRQ_BROKER_URL": None,
+        "OCRQ_VLLM_URL": DEAD_PORT_URL, "OCRQ_VLLM_MODEL_URLS": f'{{"qwen2-vl-2b": "{other}"}}',
+    })  # fmt: skip
+    vllm_lines = [line for line in result.stdout.splitlines() if line.split()[1] == "vllm"]
+    assert len(vllm_lines) == 2 and result.exit_code == 1
+    assert DEAD_PORT_URL in vllm_lines[0] and other in vllm_lines[1]

@@ -86,3 +86,9 @@ def test_a_job_carries_its_own_settings_to_any_worker(make_settings: Callable[..
     assert (on_worker.render_dpi, on_worker.prompt_mode) == (300, "text_only")
     assert on_worker.database_url == host.database_url and host.render_dpi == 200
     assert on_worker.result_key() != host.result_key()
+
+
+def test_a_jobs_model_picks_its_own_vllm_server(make_settings: Callable[..., Settings]) -> None:
+    host = make_settings(vllm_url="http://main:8000", vllm_model_urls={"qwen2-vl-2b": "http://gpu2:8011"})
+    assert host.vllm_server_url() == "http://main:8000"  # dots.ocr has no entry of its own
+    assert host.for_job({"vllm_model": "qwen2-vl-2b"}).vllm_server_url() == "http://gpu2:8011"

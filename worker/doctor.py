@@ -22,24 +22,24 @@ class Check:
     required: bool = True
 
 
+CheckRun = Callable[[Settings], "Check | list[Check] | None"]
+
+
 def run_checks(settings: Settings) -> list[Check]:
-    checks: list[Callable[[Settings], Check | None]] = [
-        check_database,
-        check_broker,
-        check_vllm,
-        check_tesseract,
-        check_gpu,
-    ]
-    return [check for run in checks if (check := _guarded(run, settings)) is not None]
+    checks: list[CheckRun] = [check_database, check_broker, check_vllm, check_tesseract, check_gpu]
+    return [check for run in checks for check in _guarded(run, settings)]
 
 
-def _guarded(run: Callable[[Settings], Check | None], settings: Settings) -> Check | None:
+def _guarded(run: CheckRun, settings: Settings) -> list[Check]:
     """A check that crashes is a failed check, not a crashed doctor."""
     try:
-        return run(settings)
+        found = run(settings)
     except Exception as error:
         name = run.__name__.removeprefix("check_")
-        return Check(name, False, f"{type(error).__name__}: {error}")
+        return [Check(name, False, f"{type(error).__name__}: {error}")]
+    if isinstance(found, list):
+        return found
+    return [found] if found else []
 
 
 def check_database(settings: Settings) -> Check:
@@ -73,22 +73,24 @@ def check_broker(settings: Settings) -> Check | None:
     return Check("broker", True, f"{settings.broker_url}: up, queued {depth}")
 
 
-def check_vllm(settings: Settings) -> Check | None:
-    if not settings.vllm_url:
-        return None
+def check_vllm(settings: Settings) -> list[Check]:
+    """One line per configured server: OCRQ_VLLM_URL and each per-model URL."""
+    servers = dict.fromkeys([settings.vllm_url, *settings.vllm_model_urls.values()])
+    return [_check_vllm_server(settings, url) for url in servers if url]
+
+
+def _check_vllm_server(settings: Settings, url: str) -> Check:
     from worker.engines.vllm_client import ClientConfig, VllmClient
 
-    client = VllmClient(ClientConfig.from_settings(settings))
+    only_this = settings.model_copy(update={"vllm_url": url, "vllm_model_urls": {}})
+    client = VllmClient(ClientConfig.from_settings(only_this))
     try:
         healthy, models = client.health(), client.served_models()
     finally:
         client.close()
     served = ", ".join(f"{name} (max_model_len {length})" for name, length in models.items()) or "none"
-    return Check(
-        "vllm",
-        healthy and bool(models),
-        f"{settings.vllm_url}: health {'ok' if healthy else 'down'}; models: {served}",
-    )
+    state = "ok" if healthy else "down"
+    return Check("vllm", healthy and bool(models), f"{url}: health {state}; models: {served}")
 
 
 def check_tesseract(settings: Settings) -> Check | None:

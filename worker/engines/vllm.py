@@ -261,6 +261,6 @@ class VllmEngine:
 
 def vllm_engine(settings: Settings) -> VllmEngine:
     """The factory :mod:`worker.engines.selection` uses; ``EngineUnavailable`` when no URL is set."""
-    if not settings.vllm_url:
-        raise EngineUnavailable("OCRQ_VLLM_URL is not set")
+    if not settings.vllm_server_url():
+        raise EngineUnavailable("no vLLM server for this model (OCRQ_VLLM_URL / OCRQ_VLLM_MODEL_URLS)")
     return VllmEngine.from_settings(settings)

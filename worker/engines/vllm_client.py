@@ -62,11 +62,12 @@ class ClientConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientConfig:
-        if not settings.vllm_url:
-            raise EngineUnavailable("OCRQ_VLLM_URL is not set")
+        url = settings.vllm_server_url()
+        if not url:
+            raise EngineUnavailable("no vLLM server for this model (OCRQ_VLLM_URL / OCRQ_VLLM_MODEL_URLS)")
         key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
         return cls(
-            settings.vllm_url.rstrip("/"),
+            url.rstrip("/"),
             key,
             settings.vllm_max_in_flight,
             settings.vllm_connect_timeout,
