@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ocrq.errors import (
+    BrokerUnavailable,
     InputError,
     JobAlreadyFinished,
     JobNotFinished,
@@ -42,6 +43,7 @@ STATUS_BY_ERROR: tuple[tuple[type[OcrqError], int], ...] = (
     (RequestError, 422),
     (InputError, 422),
     (Overloaded, 503),
+    (BrokerUnavailable, 503),
 )
 """Most specific first: the first class the error is an instance of decides."""
 
@@ -71,7 +73,7 @@ def status_for(error: OcrqError) -> int:
 async def _ocrq_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, OcrqError)
     headers = None
-    if isinstance(error, Overloaded):
+    if isinstance(error, Overloaded | BrokerUnavailable):
         headers = {"Retry-After": str(request.app.state.settings.api_retry_after_s)}
     if isinstance(error, Unauthorized):
         headers = {"WWW-Authenticate": "ApiKey"}

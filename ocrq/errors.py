@@ -104,6 +104,13 @@ class NoEngineConfigured(ConfigurationError):
     code = "no_engine"
 
 
+class BrokerUnavailable(OcrqError):
+    """The broker (Redis) cannot be reached; work registered in the database is sent when it is back."""
+
+    code = "broker_unavailable"
+    retryable = True
+
+
 def _subclasses(cls: type[OcrqError]) -> list[type[OcrqError]]:
     found = [cls]
     for sub in cls.__subclasses__():

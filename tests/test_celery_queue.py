@@ -218,3 +218,15 @@ def test_each_job_is_done_with_its_own_settings_and_priority(queue: Queue, tmp_p
             job.id: {page.width for doc in job.documents for page in doc.pages} for job in (low_job, high_job)
         }
     assert widths == {low: {1654}, high: {1241}}  # A4 (595.3 pt) at 200 and at 150 DPI, rounded up
+
+
+def test_a_job_submitted_while_redis_is_down_is_queued_when_it_is_back(queue: Queue, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    _pages_pdf(folder, 2)
+    down = queue.settings.model_copy(update={"broker_url": "redis://127.0.0.1:9/0"})
+    job_id = Dispatcher(create_app(down), queue.sessions, down).submit(walk_sources([folder]))
+    with queue.sessions() as session:
+        assert session.get_one(Job, job_id).status == "queued"  # registered, durable, not lost
+    queue.processes.worker("w1")
+    wait_for(lambda: bool(queue.reconcile()) and job_finished(queue.sessions, job_id), 60, "the job", every=1)
+    _assert_every_page_done_once(queue.sessions, job_id, 2)

@@ -6,17 +6,24 @@ is sent, so the reconciler can tell a page that waits from a page that was lost.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 from celery import Celery
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Job, Page, utcnow
+from ocrq.errors import BrokerUnavailable
 from ocrq.settings import Settings
 from worker.celery_app import TASK_INGEST, TASK_PAGE
 from worker.ingest import create_job
 from worker.intake import SourceFile
+
+log = logging.getLogger(__name__)
 
 
 class Dispatcher:
@@ -41,14 +48,21 @@ class Dispatcher:
         )
         with self.sessions() as session:
             document_ids = session.scalars(select(Document.id).where(Document.job_id == job_id)).all()
-        self.enqueue_ingest(document_ids)
+        try:
+            self.enqueue_ingest(document_ids)
+        except BrokerUnavailable as error:  # the job is registered: the reconciler sends it later
+            log.warning("job %s registered but not queued yet: %s", job_id, error.message)
         return job_id
 
     def enqueue_ingest(self, document_ids: Iterable[int]) -> None:
-        with self.app.producer_or_acquire() as producer:
+        with _broker_errors(), self.app.producer_or_acquire() as producer:
             for document_id in document_ids:
                 self.app.send_task(
-                    TASK_INGEST, args=[document_id], queue=self.settings.cpu_queue, producer=producer
+                    TASK_INGEST,
+                    args=[document_id],
+                    queue=self.settings.cpu_queue,
+                    producer=producer,
+                    ignore_result=True,
                 )
 
     def enqueue_pages(self, page_ids: Sequence[int]) -> None:
@@ -57,7 +71,7 @@ class Dispatcher:
             return
         for (queue, job_id, priority), ids in self._pages_by_job(page_ids).items():
             self._mark_enqueued(ids)
-            with self.app.producer_or_acquire() as producer:
+            with _broker_errors(), self.app.producer_or_acquire() as producer:
                 for page_id in ids:
                     self.app.send_task(
                         TASK_PAGE,
@@ -65,6 +79,7 @@ class Dispatcher:
                         queue=queue,
                         priority=redis_priority(priority),
                         producer=producer,
+                        ignore_result=True,
                     )
 
     def _pages_by_job(self, page_ids: Sequence[int]) -> dict[tuple[str, int, int], list[int]]:
@@ -96,3 +111,12 @@ DEFAULT_PRIORITY = 5
 def redis_priority(priority: int) -> int:
     """Our 0 (lowest) to 9 (highest) as kombu's Redis levels, where 0 is served first."""
     return 9 - max(0, min(9, priority))
+
+
+@contextmanager
+def _broker_errors() -> Iterator[None]:
+    """kombu and redis-py failures, as the error tree's retryable broker error."""
+    try:
+        yield
+    except (OperationalError, RedisError) as error:
+        raise BrokerUnavailable(f"broker unreachable: {error}") from error
