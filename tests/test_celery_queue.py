@@ -230,3 +230,37 @@ def test_a_job_submitted_while_redis_is_down_is_queued_when_it_is_back(queue: Qu
     queue.processes.worker("w1")
     wait_for(lambda: bool(queue.reconcile()) and job_finished(queue.sessions, job_id), 60, "the job", every=1)
     _assert_every_page_done_once(queue.sessions, job_id, 2)
+
+
+def test_flower_shows_the_workers_and_their_tasks_behind_basic_auth(queue: Queue, tmp_path: Path) -> None:
+    import httpx
+
+    from tests.vllm_server import free_port
+
+    port = free_port()
+    queue.processes.env |= {"OCRQ_FLOWER_BASIC_AUTH": "ops:s3cret"}
+    queue.processes.start("flower", "--port", str(port), name="flower")
+    queue.processes.worker("w1")
+    folder = tmp_path / "in"
+    _pages_pdf(folder, 2)
+    job_id = queue.submit(folder)
+    wait_for(lambda: job_finished(queue.sessions, job_id), 60, "the job")
+    url, auth = f"http://127.0.0.1:{port}", ("ops", "s3cret")
+    wait_for(lambda: _flower_sees(url, auth, "ocrq.ocr_page"), 60, "Flower to see the page tasks", every=1)
+    assert httpx.get(f"{url}/api/workers", timeout=10).status_code == 401  # no auth, no API
+    tasks = httpx.get(f"{url}/api/tasks", auth=auth, timeout=10).json().values()
+    assert {task["worker"].split("@")[0] for task in tasks if task.get("worker")} == {"all"}
+    assert any(
+        name.startswith("all@")
+        for name in httpx.get(f"{url}/api/workers?refresh=1", auth=auth, timeout=30).json()
+    )
+
+
+def _flower_sees(url: str, auth: tuple[str, str], task_name: str) -> bool:
+    import httpx
+
+    try:
+        tasks = httpx.get(f"{url}/api/tasks", auth=auth, timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return sum(task.get("name") == task_name for task in tasks.values()) >= 2
