@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.queries import job_detail
 from ocrq.db.models import Job, WebhookDelivery, utcnow
 from ocrq.settings import Settings
+from worker.retention import remove_expired_uploads
 
 log = logging.getLogger("ocrq.api.webhooks")
 
@@ -71,6 +72,7 @@ class WebhookSender:
         while not self._stop.wait(self.settings.api_webhook_poll_s):
             try:
                 self.send_due()
+                remove_expired_uploads(self.sessions, self.settings)  # beat does it too, with a broker
             except Exception:  # a database hiccup must not end the sender for good
                 log.exception("webhook round failed")
 

@@ -143,6 +143,8 @@ class Settings(BaseSettings):
     api_path_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     """Server-side folders that ``{"paths": [...]}`` may name (comma-separated); empty: paths refused."""
     api_upload_dir: Path = Path("uploads")
+    api_upload_retention_hours: float = Field(168.0, ge=0)
+    """Uploaded sources of finished jobs are deleted after this (results stay); 0 keeps them."""
     """Uploaded files are stored here, one folder per job; with a broker every worker must see it."""
     api_max_upload_bytes: int = Field(512 * 1024**2, ge=1)
     """One request's uploads together; a larger body is refused with 413 while it streams in."""

@@ -39,8 +39,10 @@ def run_reconcile(
     finally:
         probe.close()
     from worker.inbox import move_finished_sources
+    from worker.retention import remove_expired_uploads
 
     report["moved"] = move_finished_sources(sessions, settings)
+    report["uploads_removed"] = remove_expired_uploads(sessions, settings)
     return report
 
 
