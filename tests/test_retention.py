@@ -47,6 +47,15 @@ def test_uploads_of_old_jobs_are_removed_once_and_results_stay(
 
 
 def test_retention_zero_keeps_everything(tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(api_upload_dir=tmp_path, api_upload_retention_hours=0)
+    uploads = tmp_path / "uploads"
+    (uploads / "c3d4").mkdir(parents=True)
+    make_text_image("Receipt eight").save(uploads / "c3d4" / "scan.png")
+    settings = make_settings(api_upload_dir=uploads, api_upload_retention_hours=0)
+    done = run_embedded_sources(settings, walk_sources([uploads / "c3d4"]), BatchRequest([], tmp_path / "o"))
     _, sessions = open_database(settings)
+    with sessions.begin() as session:
+        session.execute(
+            update(Job).where(Job.id == done["job_id"]).values(finished_at=utcnow() - timedelta(days=400))
+        )
     assert remove_expired_uploads(sessions, settings) == 0
+    assert (uploads / "c3d4" / "scan.png").exists()
