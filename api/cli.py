@@ -16,6 +16,7 @@ from api.api_cli import API_COMMANDS
 from api.cli_support import EXIT_OK, err_console, exit_for, load_settings, or_exit
 from api.console import PageProgressBar, print_summary
 from api.doctor_cli import doctor
+from api.hf_cache_cli import hf_cache_command
 from api.models_cli import models_command
 from api.queue_cli import QUEUE_COMMANDS, submit_to_queue
 from api.vllm_cli import vllm
@@ -83,9 +84,7 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
-for command in [*QUEUE_COMMANDS, doctor, vllm, models_command]:
-    cli.add_command(command)
-for command in API_COMMANDS:  # `ocrq api` and `ocrq keys`
+for command in [*QUEUE_COMMANDS, *API_COMMANDS, doctor, vllm, models_command, hf_cache_command]:
     cli.add_command(command)
 
 
