@@ -101,7 +101,7 @@ def logs(model: str, tail: int) -> None:
 
 def server_report(url: str) -> str:
     """One line: health, served models, and load — what an operator looks at first."""
-    from worker.vllm_containers import parse_load
+    from worker.engines.inflight import parse_load
 
     try:
         health = httpx.get(f"{url}/health", timeout=5).status_code

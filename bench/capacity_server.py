@@ -28,13 +28,19 @@ class Capacity:
     requests: int = 0
     first_start: float | None = None
     last_end: float = 0.0
+    waiting: int = 0
+    """Requests queued for a slot, reported like vLLM's ``vllm:num_requests_waiting``."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.gate = threading.Semaphore(self.slots)
 
     def serve_one(self) -> None:
+        with self.lock:
+            self.waiting += 1
         with self.gate:
+            with self.lock:
+                self.waiting -= 1
             started = time.monotonic()
             time.sleep(self.seconds)
             ended = time.monotonic()
@@ -72,7 +78,11 @@ def _handler(capacity: Capacity) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            if self.path == "/v1/models":
+            if self.path == "/metrics":
+                with capacity.lock:
+                    waiting = capacity.waiting
+                self._send(f'vllm:num_requests_waiting{{model_name="bench"}} {waiting}.0\n'.encode())
+            elif self.path == "/v1/models":
                 card = {"id": capacity.served_name, "object": "model", "max_model_len": 16384}
                 self._send(json.dumps({"object": "list", "data": [card]}).encode())
             else:

@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     """Overrides the registry's served name, for servers started with their own ``--served-model-name``."""
     vllm_api_key: SecretStr | None = None
     vllm_max_in_flight: int = Field(32, ge=1, le=1024)
+    vllm_adapt_every_s: float = Field(5.0, ge=0)
+    """Read the server's queue this often and move the in-flight cap under the maximum (0: fixed cap)."""
+    vllm_target_waiting: int = Field(4, ge=0)
+    """Requests allowed to wait inside vLLM before this worker sends fewer."""
     """Requests in flight to the server at once; also sizes the page worker pool."""
     vllm_connect_timeout: float = Field(5.0, gt=0)
     vllm_read_timeout: float = Field(600.0, gt=0)

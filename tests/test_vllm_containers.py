@@ -13,6 +13,7 @@ from ocrq.errors import ConfigurationError, EngineUnavailable
 from tests.fake_docker import API_VERSION, running_fake_docker
 from tests.vllm_server import VllmServer
 from worker import vllm_containers as containers
+from worker.engines.inflight import parse_load
 from worker.models.registry import bundled_registry
 
 CACHE = Path("/srv/hf-cache")
@@ -90,7 +91,7 @@ def test_wait_ready_returns_on_health_and_fails_fast_when_the_container_exits() 
 def test_load_is_read_from_a_real_vllm(vllm_server: VllmServer) -> None:
     import httpx
 
-    load = containers.parse_load(httpx.get(f"{vllm_server.url}/metrics", timeout=10).text)
+    load = parse_load(httpx.get(f"{vllm_server.url}/metrics", timeout=10).text)
     assert {"vllm:num_requests_running", "vllm:num_requests_waiting"} <= set(load)
     report = server_report(vllm_server.url)
     assert "health 200" in report and vllm_server.served_name in report and "num_requests_waiting=" in report

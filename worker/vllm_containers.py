@@ -19,12 +19,6 @@ from worker.models.registry import ModelSpec
 
 CONTAINER_CACHE = "/root/.cache/huggingface"
 NANOSECONDS = 1_000_000_000
-LOAD_METRICS = (
-    "vllm:num_requests_running",
-    "vllm:num_requests_waiting",
-    "vllm:kv_cache_usage_perc",
-    "vllm:gpu_cache_usage_perc",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,13 +161,3 @@ def wait_ready(
             raise EngineUnavailable("the vLLM container exited while loading; see `ocrq vllm logs`")
         time.sleep(every_s)
     raise EngineUnavailable(f"vLLM was not ready after {timeout_s:.0f} s; see `ocrq vllm logs`")
-
-
-def parse_load(metrics_text: str) -> dict[str, float]:
-    """The load figures from vLLM's Prometheus text (summed over label sets)."""
-    load: dict[str, float] = {}
-    for line in metrics_text.splitlines():
-        name = re.split(r"[{ ]", line, maxsplit=1)[0]
-        if name in LOAD_METRICS:
-            load[name] = load.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
-    return load

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from ocrq.errors import (
     PageImageRejected,
 )
 from ocrq.settings import Settings
+from worker.engines.inflight import AdaptiveLimit, LoadWatcher, parse_load
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ class ClientConfig:
     retries: int = 3
     backoff_s: float = 1.0
     backoff_max_s: float = 20.0
+    adapt_every_s: float = 0.0
+    """How often to read the server's queue and move the cap (0: a fixed cap)."""
+    target_waiting: int = 4
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientConfig:
@@ -75,6 +78,8 @@ class ClientConfig:
             settings.vllm_retries,
             settings.vllm_backoff_s,
             settings.vllm_backoff_max_s,
+            settings.vllm_adapt_every_s,
+            settings.vllm_target_waiting,
         )
 
 
@@ -163,7 +168,7 @@ class VllmClient:
     ) -> None:
         self.config, self._sleep, self._jitter = config, sleep, jitter
         self._closed = False
-        self._slots = threading.BoundedSemaphore(config.max_in_flight)
+        self.slots = AdaptiveLimit(config.max_in_flight)
         self._http = httpx.Client(
             base_url=config.base_url,
             transport=transport,
@@ -172,6 +177,11 @@ class VllmClient:
                 max_connections=config.max_in_flight, max_keepalive_connections=config.max_in_flight
             ),
             headers={"Authorization": f"Bearer {config.api_key}"} if config.api_key else None,
+        )
+        self._watcher = (
+            LoadWatcher(self.waiting, self.slots, config.adapt_every_s, config.target_waiting).start()
+            if config.adapt_every_s > 0
+            else None
         )
 
     def chat(self, payload: dict[str, Any]) -> Completion:
@@ -208,20 +218,32 @@ class VllmClient:
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return {}
 
+    def waiting(self) -> float | None:
+        """Requests queued inside the server (``vllm:num_requests_waiting``); None when it cannot say."""
+        try:
+            response = self._http.get("/metrics", timeout=self.config.connect_timeout)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        return parse_load(response.text).get("vllm:num_requests_waiting")
+
     def close(self) -> None:
         self._closed = True
+        if self._watcher is not None:
+            self._watcher.stop()
         self._http.close()
 
     @contextmanager
     def _slot(self) -> Iterator[None]:
-        if not self._slots.acquire(timeout=self.config.read_timeout):
+        if not self.slots.acquire(timeout=self.config.read_timeout):
             raise EngineUnavailable(
                 f"no free request slot for {self.config.base_url} in {self.config.read_timeout}s"
             )
         try:
             yield
         finally:
-            self._slots.release()
+            self.slots.release()
 
     def _try(self, payload: dict[str, Any]) -> Completion | _Failure:
         url = self.config.base_url
