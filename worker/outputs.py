@@ -68,7 +68,7 @@ def _document_json(entry: dict[str, Any], pages: Iterable[Page]) -> Iterator[str
 
 
 def document_entry(document: Document) -> dict[str, Any]:
-    error = {"code": document.error_code, "message": document.error_message} if document.error_code else None
+    error = _error(document.error_code, document.error_message)
     return {
         "path": document.relpath,
         "source": document.path,
@@ -84,7 +84,7 @@ def document_entry(document: Document) -> dict[str, Any]:
 
 
 def page_entry(page: Page) -> dict[str, Any]:
-    error = {"code": page.error_code, "message": page.error_message} if page.error_code else None
+    error = _error(page.error_code, page.error_message)
     return {
         "index": page.index,
         "status": page.status,
@@ -158,6 +158,10 @@ def _page_counts(entries: list[dict[str, Any]]) -> dict[str, int]:
         "done": sum(e["pages_done"] for e in entries),
         "failed": sum(e["pages_failed"] for e in entries),
     }
+
+
+def _error(code: str | None, message: str | None) -> dict[str, str | None] | None:
+    return {"code": code, "message": message} if code else None
 
 
 def _iso(moment: Any) -> str | None:
