@@ -270,7 +270,12 @@ def _lines(iterator: tesserocr.PyResultIterator | None, size: tuple[int, int]) -
 
 def _line(words: list[Word]) -> TextLine:
     boxes = [word.bbox for word in words]
-    bbox = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    bbox = (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
     return TextLine(bbox, tuple(words))
 
 
