@@ -1,4 +1,4 @@
-"""Result files: ``<relpath>.md`` and ``<relpath>.json`` per document, and ``batch.json``.
+"""Result files: ``<relpath>.md``, ``.json`` and :mod:`worker.results` formats per document, ``batch.json``.
 
 Everything is read back from the database, so ``--out`` can be written (or
 rewritten) after the fact from any job.
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.db.models import Document, Job, Page
 from ocrq.schemas import PageStatus
 from ocrq.settings import Settings
+from worker.results.formats import write_document_formats
 
 PAGES_PER_FETCH = 200
 
@@ -43,13 +44,14 @@ def _write_document(
     entry = document_entry(document)
     target = out_dir / document.relpath
     outputs: dict[str, str] = {}
-    if settings.output_json:
+    if settings.wants("json"):
         outputs["json"] = _write_stream(
             Path(f"{target}.json"), _document_json(entry, _pages(session, document))
         )
-    if settings.output_markdown and document.pages_done:
+    if settings.wants("md") and document.pages_done:
         outputs["md"] = _write_stream(Path(f"{target}.md"), _markdown_parts(_pages(session, document)))
-    return entry | {"outputs": outputs}
+    formats, errors = write_document_formats(session, document, target, settings)
+    return entry | {"outputs": outputs | formats, "output_errors": errors}
 
 
 def _pages(session: Session, document: Document) -> Iterator[Page]:

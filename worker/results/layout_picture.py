@@ -1,0 +1,112 @@
+"""Layout pictures: the page with each cell's box, coloured by category, and its reading-order number.
+
+What a user looks at to judge a layout model at a glance (dots.ocr ships the same drawing as
+``draw_layout_on_image``). Pages are rendered again from the source, small (about 1000 px on the
+long side) and saved as palette PNGs of a few tens of kilobytes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from ocrq.schemas import DocumentType
+from worker.render import OpenedDocument, RenderLimits, open_document
+from worker.results.words import PageWords, PlacedBlock
+
+LONG_SIDE = 1000
+PALETTE_COLOURS = 64
+FONT_FILE = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+CATEGORY_COLOURS = {
+    "Title": (214, 39, 40),
+    "Section-header": (255, 127, 14),
+    "Text": (31, 119, 180),
+    "List-item": (23, 190, 207),
+    "Table": (44, 160, 44),
+    "Picture": (148, 103, 189),
+    "Formula": (227, 119, 194),
+    "Caption": (140, 86, 75),
+    "Footnote": (127, 127, 127),
+    "Page-header": (188, 189, 34),
+    "Page-footer": (188, 189, 34),
+}
+OTHER_COLOUR = (0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class LayoutPicture:
+    index: int
+    png: bytes
+
+
+def layout_pictures(
+    source: Path, doc_type: DocumentType, pages: Iterable[PageWords]
+) -> Iterator[LayoutPicture]:
+    """One picture per page that has cells, rendering the source a page at a time."""
+    with open_document(source, doc_type, _limits(LONG_SIDE * LONG_SIDE)) as document:
+        for page in pages:
+            if page.blocks and page.index < document.page_count:
+                yield LayoutPicture(page.index, layout_picture(document, page))
+
+
+def layout_picture(document: OpenedDocument, page: PageWords) -> bytes:
+    """The page drawn small with its cells; raises the render's InputError if the source changed."""
+    document.limits = _limits(_pixel_cap(page))
+    image = document.render(page.index, "RGB")
+    draw_cells(image, page)
+    return _palette_png(image)
+
+
+def draw_cells(image: Image.Image, page: PageWords) -> None:
+    """Boxes at the image's scale, with 'N Category' labels on top of each box."""
+    scale_x, scale_y = image.width / page.width, image.height / page.height
+    draw = ImageDraw.Draw(image)
+    width = max(2, round(image.width / 400))
+    for block in page.blocks:
+        x1, y1, x2, y2 = block.box
+        box = (x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y)
+        colour = CATEGORY_COLOURS.get(block.category, OTHER_COLOUR)
+        draw.rectangle(box, outline=colour, width=width)
+        _label(draw, box, block, colour)
+
+
+def _label(
+    draw: ImageDraw.ImageDraw, box: tuple[float, ...], block: PlacedBlock, colour: tuple[int, ...]
+) -> None:
+    text = f"{block.order} {block.category}"
+    font = _font()
+    left, top = box[0], max(0.0, box[1] - font.size - 4)
+    extent = draw.textbbox((left + 3, top + 1), text, font=font)
+    draw.rectangle((left, top, extent[2] + 3, extent[3] + 2), fill=colour)
+    draw.text((left + 3, top + 1), text, font=font, fill=(255, 255, 255))
+
+
+@lru_cache(maxsize=1)
+def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.truetype(FONT_FILE, 14)
+    except OSError:  # DejaVu missing: Pillow's own bitmap font still labels the boxes
+        return ImageFont.load_default(14)
+
+
+def _palette_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.quantize(PALETTE_COLOURS, method=Image.Quantize.MEDIANCUT).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _pixel_cap(page: PageWords) -> int:
+    """Pixels for about LONG_SIDE on the long side at the page's own proportions."""
+    long, short = max(page.width, page.height), min(page.width, page.height)
+    return max(10_000, round(LONG_SIDE * LONG_SIDE * short / long))
+
+
+def _limits(max_page_pixels: int) -> RenderLimits:
+    return RenderLimits(
+        dpi=300, max_page_pixels=max_page_pixels, max_source_pixels=200_000_000, max_pages=1_000_000
+    )
