@@ -195,9 +195,8 @@ def _inside_some_cell(
 ) -> bool:
     for cell in cells:
         x1, y1, x2, y2 = cell["bbox"]
-        if x1 - tolerance <= box.x0 and y1 - tolerance <= box.y0 and box.x1 <= x2 + tolerance:
-            if box.y1 <= y2 + tolerance:
-                return True
+        if pymupdf.Rect(x1 - tolerance, y1 - tolerance, x2 + tolerance, y2 + tolerance).contains(box):
+            return True
     return False
 
 
