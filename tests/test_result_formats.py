@@ -1,0 +1,131 @@
+"""Plain text, ALTO (validated against the ALTO 4.3 schema), layout pictures, and a format that
+cannot be written: recorded, while the document's other files are still written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from PIL import Image
+
+from ocrq.settings import build_settings
+from tests.scans import ENGLISH, RUSSIAN, make_scan_pdf
+from worker.batch import BatchRequest, run_embedded_batch
+from worker.results.plain_markup import plain_text
+from worker.results.words import page_words
+
+SCHEMA_DIR = Path(__file__).parent / "data" / "alto"
+XLINK_URL = "http://www.loc.gov/standards/xlink/xlink.xsd"
+
+
+class _LocalXlink(etree.Resolver):
+    """The ALTO schema imports XLink by URL; tests never download, so it resolves to the shipped copy."""
+
+    def resolve(self, url: str | None, pubid: str | None, context: object) -> object:
+        if url == XLINK_URL:
+            return self.resolve_filename(str(SCHEMA_DIR / "xlink.xsd"), context)
+        return None
+
+
+def alto_schema() -> etree.XMLSchema:
+    parser = etree.XMLParser(no_network=True)
+    parser.resolvers.add(_LocalXlink())
+    return etree.XMLSchema(etree.parse(str(SCHEMA_DIR / "alto-4-3.xsd"), parser))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("formats")
+    make_scan_pdf(root / "book.pdf", [RUSSIAN, ENGLISH])
+    settings = build_settings(
+        database_url=f"sqlite:///{root / 'ocrq.db'}", engines=["tesseract"], tesseract_langs="rus+eng",
+        outputs=["json", "txt", "alto", "layout"], page_workers=1,
+    )  # fmt: skip
+    run_embedded_batch(settings, BatchRequest([root / "book.pdf"], root / "out"))
+    return root / "out"
+
+
+def test_alto_validates_against_the_alto_4_schema(run: Path) -> None:
+    document = etree.parse(str(run / "book.pdf.alto.xml"))
+    schema = alto_schema()
+    assert schema.validate(document), schema.error_log
+    strings = document.getroot().iterfind(".//{*}String")
+    words = [s.get("CONTENT") for s in strings]
+    assert "французских" in words and "quick" in words
+    assert len(document.getroot().findall(".//{*}Page")) == 2
+
+
+def test_the_schema_check_can_fail() -> None:
+    broken = b'<alto xmlns="http://www.loc.gov/standards/alto/ns-v4#"><Layout><Page ID="p1"/></Layout></alto>'
+    assert not alto_schema().validate(etree.fromstring(broken))
+
+
+def test_text_is_in_reading_order_with_a_form_feed_between_pages(run: Path) -> None:
+    text = (run / "book.pdf.txt").read_text()
+    first, second = text.split("\f")
+    assert first.index("Съешь") < first.index("Широкая") < first.index("подъёму")
+    assert "quick brown fox" in second and "Съешь" not in second
+
+
+def test_layout_pictures_are_small_palette_pngs_per_page(run: Path) -> None:
+    pictures = sorted((run / "book.pdf.layout").iterdir())
+    assert [p.name for p in pictures] == ["page-0001.png", "page-0002.png"]
+    with Image.open(pictures[0]) as picture:
+        assert picture.mode == "P" and max(picture.size) <= 1100
+        colours = {colour for _, colour in picture.convert("RGB").getcolors(1 << 16)}
+    assert (31, 119, 180) in colours  # the Text category's colour was drawn
+    batch = json.loads((run / "batch.json").read_text())
+    assert batch["documents"][0]["outputs"]["layout"].endswith("book.pdf.layout")
+
+
+def test_a_vanished_source_is_recorded_and_the_rest_written(tmp_path: Path) -> None:
+    source = make_scan_pdf(tmp_path / "gone.pdf", [ENGLISH])
+    settings = build_settings(
+        database_url=f"sqlite:///{tmp_path / 'ocrq.db'}", engines=["tesseract"], tesseract_langs="eng",
+        outputs=["txt", "pdf", "layout"], page_workers=1,
+    )  # fmt: skip
+    from worker.batch import open_database
+    from worker.outputs import write_job_outputs
+
+    run_embedded_batch(settings, BatchRequest([source], tmp_path / "first"))
+    source.unlink()
+    _, sessions = open_database(settings)
+    batch = write_job_outputs(sessions, 1, tmp_path / "again", settings)
+    entry = batch["documents"][0]
+    assert set(entry["output_errors"]) == {"pdf", "layout"}
+    assert entry["output_errors"]["pdf"]["code"] == "output_failed"
+    assert "quick brown fox" in (tmp_path / "again" / "gone.pdf.txt").read_text()
+    assert not (tmp_path / "again" / "gone.pdf.pdf").exists()
+
+
+@pytest.mark.parametrize(
+    ("category", "markup", "plain"),
+    [
+        ("Text", "## **Итоги** и [ссылка](http://x)\n- пункт *один*", "Итоги и ссылка\nпункт один"),
+        ("Table", "<table><tr><td>a</td><td>b &amp; c</td></tr><tr><td>1</td></tr></table>", "a\tb & c\n1"),
+        ("Formula", r"$$\alpha \leq \frac{x}{2}$$", "α ≤ (x)/(2)"),
+        ("Picture", None, ""),
+    ],
+)
+def test_markup_becomes_the_printed_words(category: str, markup: str | None, plain: str) -> None:
+    assert plain_text(category, markup) == plain
+
+
+def test_words_are_estimated_by_character_share() -> None:
+    cell = {"bbox": [0, 0, 110, 40], "category": "Text", "text": "aaaa bbbbb\nccccc"}
+    (block,) = page_words(0, 200, 100, [cell]).blocks
+    first, second = block.lines
+    assert first.box == (0, 0, 110, 20) and second.box == (0, 20, 55, 40)  # 10 chars wide, then 5
+    assert [w.box[:3:2] for w in first.words] == [(0, 44), (55, 110)]  # 11 px a character
+    assert not block.measured
+
+
+def test_measured_words_are_kept_as_the_engine_gave_them() -> None:
+    words = [{"bbox": [5, 5, 20, 15], "text": "one"}, {"bbox": [25, 5, 40, 15], "text": "two"},
+             {"bbox": [5, 25, 30, 35], "text": "three"}]  # fmt: skip
+    cell = {"bbox": [0, 0, 50, 40], "category": "Text", "text": "ignored", "words": words}
+    (block,) = page_words(0, 50, 40, [cell]).blocks
+    assert block.measured and block.text == "one two\nthree"
+    assert block.lines[1].words[0].box == (5, 25, 30, 35)
