@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from api.api_cli import API_COMMANDS
-from api.cli_support import EXIT_OK, err_console, exit_for, load_settings, or_exit
+from api.cli_support import EXIT_OK, OUTPUTS_HELP, err_console, exit_for, load_settings, or_exit
 from api.console import PageProgressBar, print_summary
 from api.doctor_cli import doctor
 from api.hf_cache_cli import hf_cache_command
@@ -44,13 +44,16 @@ def cli(verbose: bool) -> None:
     "--force", is_flag=True, help="OCR again documents already done with the same content and settings."
 )
 @click.option("--wait", is_flag=True, help="With a broker: follow the job to its end and write results.")
-def submit_batch(paths: tuple[Path, ...], out_dir: Path | None, force: bool, wait: bool) -> None:
+@click.option("--outputs", help=OUTPUTS_HELP)
+def submit_batch(
+    paths: tuple[Path, ...], out_dir: Path | None, force: bool, wait: bool, outputs: str | None
+) -> None:
     """OCR every document in PATHS (files or folders, walked recursively).
 
     Without OCRQ_BROKER_URL the work runs here; with it, the job is queued for
     workers and its id printed (``--wait`` follows it like the embedded run).
     """
-    settings = load_settings()
+    settings = load_settings(outputs)
     out = out_dir or settings.output_dir
     if not settings.embedded:
         submit_to_queue(settings, list(paths), out, force=force, wait=wait)

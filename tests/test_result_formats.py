@@ -98,6 +98,7 @@ def test_a_vanished_source_is_recorded_and_the_rest_written(tmp_path: Path) -> N
     assert entry["output_errors"]["pdf"]["code"] == "output_failed"
     assert "quick brown fox" in (tmp_path / "again" / "gone.pdf.txt").read_text()
     assert not (tmp_path / "again" / "gone.pdf.pdf").exists()
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["batch.json", "gone.pdf.txt"]
 
 
 @pytest.mark.parametrize(
