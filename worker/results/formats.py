@@ -98,8 +98,12 @@ def _write_layout(session: Session, document: Document, target: Path, settings: 
     pictures = layout_pictures(
         Path(document.path), _source_type(document), document_words(session, document.id)
     )
-    for picture in _source_errors(pictures, document):
-        (partial / f"page-{picture.index + 1:04d}.png").write_bytes(picture.png)
+    try:
+        for picture in _source_errors(pictures, document):
+            (partial / f"page-{picture.index + 1:04d}.png").write_bytes(picture.png)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(partial, folder)
     return str(folder), None
