@@ -1,4 +1,4 @@
-"""A finished job's results, streamed: Markdown, JSON, JSON Lines, or a zip of the result files.
+"""A finished job's results, streamed: Markdown, JSON, JSON Lines, plain text, or a zip of the result files.
 
 Each format is produced document by document from the database, so a job of
 thousands of documents never sits whole in memory. The zip holds exactly what
@@ -20,14 +20,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.schemas import ResultFormat
 from ocrq.db.models import Document, Page
-from ocrq.settings import Settings
+from ocrq.errors import RequestError
+from ocrq.settings import OUTPUT_FORMATS, Settings
 from worker.outputs import document_entry, document_markdown, job_summary, page_entry, write_job_outputs
+from worker.results.formats import document_words
+from worker.results.plain_text import document_text
 
 CHUNK_BYTES = 256 * 1024
 MEDIA_TYPES: dict[str, str] = {
     "md": "text/markdown; charset=utf-8",
     "json": "application/json",
     "jsonl": "application/x-ndjson",
+    "txt": "text/plain; charset=utf-8",
     "zip": "application/zip",
 }
 
@@ -35,10 +39,19 @@ MEDIA_TYPES: dict[str, str] = {
 def stream_result(
     sessions: sessionmaker[Session], settings: Settings, job_id: int, fmt: ResultFormat
 ) -> Iterator[bytes]:
-    producers = {"md": _markdown, "json": _json, "jsonl": _jsonl}
+    producers = {"md": _markdown, "json": _json, "jsonl": _jsonl, "txt": _text}
     if fmt == "zip":
         return _zip(sessions, settings, job_id)
     return (part.encode() for part in producers[fmt](sessions, job_id))
+
+
+def output_formats(names: str) -> list[str]:
+    """``?outputs=pdf,alto`` as a list, refusing names ocrq does not write."""
+    chosen = [name.strip().lower() for name in names.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(OUTPUT_FORMATS))
+    if unknown or not chosen:
+        raise RequestError(f"outputs must name some of {', '.join(OUTPUT_FORMATS)}; not {unknown or names!r}")
+    return chosen
 
 
 def _document_ids(sessions: sessionmaker[Session], job_id: int) -> list[int]:
@@ -68,6 +81,15 @@ def _markdown(sessions: sessionmaker[Session], job_id: int) -> Iterator[str]:
         document, pages = _document_with_pages(sessions, document_id)
         yield f"<!-- document: {document.relpath} ({document.status}) -->\n\n"
         yield (document_markdown(pages) if pages else f"<!-- no pages: {document.error_code} -->\n") + "\n"
+
+
+def _text(sessions: sessionmaker[Session], job_id: int) -> Iterator[str]:
+    """Each document's ``.txt`` under a header line naming it; pages apart by form feeds."""
+    for document_id in _document_ids(sessions, job_id):
+        with sessions() as session:
+            document = session.get_one(Document, document_id)
+            yield f"==> {document.relpath} ({document.status}) <==\n"
+            yield from document_text(document_words(session, document_id))
 
 
 def _jsonl(sessions: sessionmaker[Session], job_id: int) -> Iterator[str]:

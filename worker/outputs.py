@@ -46,15 +46,15 @@ def _write_document(
     outputs: dict[str, str] = {}
     if settings.wants("json"):
         outputs["json"] = _write_stream(
-            Path(f"{target}.json"), _document_json(entry, _pages(session, document))
+            Path(f"{target}.json"), document_json_parts(entry, document_pages(session, document))
         )
     if settings.wants("md") and document.pages_done:
-        outputs["md"] = _write_stream(Path(f"{target}.md"), _markdown_parts(_pages(session, document)))
+        outputs["md"] = _write_stream(Path(f"{target}.md"), markdown_parts(document_pages(session, document)))
     formats, errors = write_document_formats(session, document, target, settings)
     return entry | {"outputs": outputs | formats, "output_errors": errors}
 
 
-def _pages(session: Session, document: Document) -> Iterator[Page]:
+def document_pages(session: Session, document: Document) -> Iterator[Page]:
     """In index order, a batch at a time, each page let go once written."""
     query = select(Page).where(Page.document_id == document.id).order_by(Page.index)
     for page in session.scalars(query.execution_options(yield_per=PAGES_PER_FETCH)):
@@ -62,7 +62,7 @@ def _pages(session: Session, document: Document) -> Iterator[Page]:
         session.expunge(page)
 
 
-def _document_json(entry: dict[str, Any], pages: Iterable[Page]) -> Iterator[str]:
+def document_json_parts(entry: dict[str, Any], pages: Iterable[Page]) -> Iterator[str]:
     yield _dumps(entry)[: -len("\n}")] + ',\n  "pages": ['
     for number, page in enumerate(pages):
         yield ("," if number else "") + "\n    " + json.dumps(page_entry(page), ensure_ascii=False)
@@ -111,10 +111,10 @@ def page_entry(page: Page) -> dict[str, Any]:
 
 
 def document_markdown(pages: Iterable[Page]) -> str:
-    return "".join(_markdown_parts(pages))
+    return "".join(markdown_parts(pages))
 
 
-def _markdown_parts(pages: Iterable[Page]) -> Iterator[str]:
+def markdown_parts(pages: Iterable[Page]) -> Iterator[str]:
     for number, page in enumerate(pages):
         failed = f"<!-- page failed: {page.error_code} -->"
         body = (page.markdown or "").strip() if page.status == PageStatus.DONE else failed

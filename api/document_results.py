@@ -1,0 +1,134 @@
+"""One document's results over the API, in every format, and the layout picture of one page.
+
+Text formats stream from the database page by page; the searchable PDF is written to a scratch
+file (it needs the source document, as ``--out`` does) and sent in chunks, then deleted. A layout
+picture is drawn on request from the source page, so nothing extra is stored.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ocrq.db.models import Document, Page
+from ocrq.errors import InputError, JobNotFinished, OutputError, ResourceNotFound
+from ocrq.schemas import DocumentType
+from ocrq.settings import Settings
+from worker.outputs import document_entry, document_json_parts, document_pages, markdown_parts
+from worker.render import RenderLimits, open_document
+from worker.results.alto import document_alto
+from worker.results.formats import document_words
+from worker.results.layout_picture import LONG_SIDE, layout_picture
+from worker.results.plain_text import document_text
+from worker.results.searchable_pdf import write_searchable_pdf
+from worker.results.words import page_words
+
+DocumentFormat = Literal["md", "json", "txt", "alto", "pdf"]
+CHUNK_BYTES = 256 * 1024
+DOCUMENT_MEDIA_TYPES: dict[str, str] = {
+    "md": "text/markdown; charset=utf-8",
+    "json": "application/json",
+    "txt": "text/plain; charset=utf-8",
+    "alto": "application/xml",
+    "pdf": "application/pdf",
+}
+FILE_SUFFIXES = {"md": ".md", "json": ".json", "txt": ".txt", "alto": ".alto.xml", "pdf": ".pdf"}
+
+
+def finished_document(sessions: sessionmaker[Session], document_id: int) -> tuple[str, bool]:
+    """The document's file name, and whether it has any page done; 404 unknown, 409 not finished."""
+    with sessions() as session:
+        document = session.get(Document, document_id)
+        if document is None:
+            raise ResourceNotFound(f"no document {document_id}")
+        if document.finished_at is None:
+            raise JobNotFinished(f"document {document_id} is still being read")
+        return Path(document.relpath).name, document.pages_done > 0
+
+
+def stream_document(
+    sessions: sessionmaker[Session], document_id: int, fmt: DocumentFormat
+) -> Iterator[bytes]:
+    """A text format, produced lazily with a session of its own (the response outlives the request's)."""
+    with sessions() as session:
+        document = session.get_one(Document, document_id)
+        for part in _text_parts(session, document, fmt):
+            yield part.encode()
+
+
+def _text_parts(session: Session, document: Document, fmt: DocumentFormat) -> Iterator[str]:
+    if fmt == "json":
+        return document_json_parts(
+            {"id": document.id} | document_entry(document), document_pages(session, document)
+        )
+    if fmt == "md":
+        return markdown_parts(document_pages(session, document))
+    if fmt == "txt":
+        return document_text(document_words(session, document.id))
+    return document_alto(Path(document.path).name, document_words(session, document.id))
+
+
+def prepare_pdf(sessions: sessionmaker[Session], settings: Settings, document_id: int) -> Path:
+    """The searchable PDF in a scratch folder, written before the response starts so a failure is a 409."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"ocrq-document-{document_id}-"))
+    target = scratch / "document.pdf"
+    try:
+        with sessions() as session:
+            document = session.get_one(Document, document_id)
+            source, doc_type = Path(document.path), _type(document)
+            write_searchable_pdf(
+                source, doc_type, document_words(session, document_id), target, settings.output_pdfa
+            )
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return target
+
+
+def stream_and_remove(path: Path) -> Iterator[bytes]:
+    """The file in chunks; its scratch folder goes once sent (or when the client goes away)."""
+    try:
+        with path.open("rb") as stream:
+            while chunk := stream.read(CHUNK_BYTES):
+                yield chunk
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def page_layout_png(sessions: sessionmaker[Session], document_id: int, number: int) -> bytes:
+    """The page with its cells drawn; 404 for an unknown page or one without cells."""
+    with sessions() as session:
+        document = session.get(Document, document_id)
+        page = session.scalar(select(Page).where(Page.document_id == document_id, Page.index == number - 1))
+        if document is None or page is None or not page.cells or not page.width or not page.height:
+            raise ResourceNotFound(f"no layout for page {number} of document {document_id}")
+        words = page_words(page.index, page.width, page.height, page.cells)
+        source, doc_type = Path(document.path), _type(document)
+    limits = RenderLimits(
+        dpi=300, max_page_pixels=LONG_SIDE**2, max_source_pixels=200_000_000, max_pages=10**6
+    )
+    try:
+        with open_document(source, doc_type, limits) as opened:
+            return layout_picture(opened, words)
+    except InputError as error:
+        raise OutputError(
+            f"the source of document {document_id} cannot be read again: {error.message}"
+        ) from error
+
+
+def _type(document: Document) -> DocumentType:
+    if not document.detected_type:
+        raise OutputError(f"document {document.id} has no detected type")
+    return DocumentType(document.detected_type)
+
+
+def download_name(name: str, fmt: str) -> str:
+    """A header-safe file name: the document's, with the format's suffix."""
+    safe = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+    return safe + FILE_SUFFIXES[fmt]
