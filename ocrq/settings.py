@@ -18,8 +18,8 @@ from ocrq.schemas import PromptMode
 
 KNOWN_ENGINES = ("vllm", "transformers", "tesseract")
 OUTPUT_FORMATS = ("md", "json", "txt", "pdf", "alto", "layout")
-DEFAULT_OUTPUTS = ("md", "json", "txt", "pdf", "alto")
-"""Layout pictures are opt-in: they render every page once more (see bench/searchable_pdf.py)."""
+DEFAULT_OUTPUTS = OUTPUT_FORMATS
+"""All of them: together they cost about two page renders, little beside OCR (bench/searchable_pdf.py)."""
 JOB_OVERRIDABLE = (
     "engines",
     "render_dpi",
