@@ -130,3 +130,31 @@ def test_measured_words_are_kept_as_the_engine_gave_them() -> None:
     (block,) = page_words(0, 50, 40, [cell]).blocks
     assert block.measured and block.text == "one two\nthree"
     assert block.lines[1].words[0].box == (5, 25, 30, 35)
+
+
+def test_pdfa_when_asked_and_a_reason_when_the_source_cannot_conform(tmp_path: Path) -> None:
+    import pikepdf
+    import pymupdf
+
+    from ocrq.schemas import DocumentType
+    from tests.scans import scan_jpeg
+    from worker.results.searchable_pdf import write_searchable_pdf
+
+    cells = [{"bbox": [80, 80, 900, 140], "category": "Text", "text": "Проверка PDF/A"}]
+    (tmp_path / "scan.jpg").write_bytes(scan_jpeg(["Проверка PDF/A"]))
+    words = [page_words(0, 1500, 700, cells)]
+    assert (
+        write_searchable_pdf(tmp_path / "scan.jpg", DocumentType.JPEG, words, tmp_path / "a.pdf", True)
+        is None
+    )
+    with pikepdf.open(tmp_path / "a.pdf") as pdf:
+        assert pdf.open_metadata().pdfa_status == "2B"
+    with pymupdf.open() as document:  # Helvetica, not embedded: PDF/A forbids that
+        document.new_page(width=540, height=252).insert_text((50, 50), "Base-14 font")
+        document.save(tmp_path / "plain.pdf")
+    warning = write_searchable_pdf(tmp_path / "plain.pdf", DocumentType.PDF, words, tmp_path / "b.pdf", True)
+    assert warning is not None and warning.code == "pdfa_failed"
+    with pikepdf.open(tmp_path / "b.pdf") as pdf:  # still written, searchable, just not PDF/A
+        assert pdf.open_metadata().pdfa_status == ""
+    with pymupdf.open(tmp_path / "b.pdf") as document:
+        assert "Проверка" in document[0].get_text()

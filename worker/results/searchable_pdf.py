@@ -141,6 +141,8 @@ def _as_pdfa(partial: Path) -> OcrqError | None:
     converted = partial.with_name("pdfa.pdf")
     try:
         with pikepdf.open(partial) as pdf:
+            if "/Info" in pdf.Root:  # MuPDF leaves a stray /Info in the catalog, which PDF/A does not allow
+                del pdf.Root.Info
             pdfa.save(pdf, converted, "2b")
     except pdfa.PdfaError as error:
         return PdfaNotReached(f"written without PDF/A: {_first_finding(error)}")
