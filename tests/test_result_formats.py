@@ -158,3 +158,26 @@ def test_pdfa_when_asked_and_a_reason_when_the_source_cannot_conform(tmp_path: P
         assert pdf.open_metadata().pdfa_status == ""
     with pymupdf.open(tmp_path / "b.pdf") as document:
         assert "Проверка" in document[0].get_text()
+
+
+def test_image_pages_in_several_parts_merge_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pymupdf
+
+    from ocrq.schemas import DocumentType
+    from tests.factories import make_multiframe_tiff
+    from worker.results import searchable_pdf
+
+    monkeypatch.setattr(searchable_pdf, "CHUNK_PAGES", 2)  # three frames: a part of two, a part of one
+    tiff = make_multiframe_tiff(tmp_path / "pages.tiff", ["one", "two", "three"])
+    words = [
+        page_words(
+            i, 1200, 400, [{"bbox": [50, 50, 600, 150], "category": "Text", "text": f"страница {name}"}]
+        )
+        for i, name in enumerate(["one", "two", "three"])
+    ]
+    searchable_pdf.write_searchable_pdf(tiff, DocumentType.TIFF, words, tmp_path / "out.pdf")
+    with pymupdf.open(tmp_path / "out.pdf") as document:
+        assert [page.get_text().split() for page in document] == [
+            ["страница", n] for n in ("one", "two", "three")
+        ]
+        assert document[0].rect.width == pytest.approx(1200 * 72 / 300)  # no DPI tag: 300 dpi assumed

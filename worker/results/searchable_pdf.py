@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 
-import pikepdf
 import pymupdf
 
 from ocrq.errors import OcrqError, OutputError, PdfaNotReached
@@ -33,7 +32,6 @@ from ocrq.schemas import DocumentType
 from worker.render import _MUPDF_LOCK as MUPDF_LOCK
 from worker.render import MUPDF_ERRORS
 from worker.results.page_images import page_image
-from worker.results.text_layer import render_text_pages
 from worker.results.words import PageWords
 
 CHUNK_PAGES = 50
@@ -100,6 +98,8 @@ def _image_part(
 
 def _lay_text(document: pymupdf.Document, chunk: list[PageWords], scratch: Path) -> None:
     """Each page's words drawn in its visible frame, placed back through its rotation."""
+    from worker.results.text_layer import render_text_pages  # OCRmyPDF and fpdf2 load only when a PDF is made
+
     text_path = scratch / "text.pdf"
     drawn = render_text_pages([(words, document[words.index].rect.width) for words in chunk], text_path)
     if not drawn:
@@ -117,6 +117,8 @@ def _merge(parts: list[Path], partial: Path) -> None:
     if len(parts) == 1:
         os.replace(parts[0], partial)
         return
+    import pikepdf
+
     opened = [pikepdf.open(part) for part in parts]
     try:
         with pikepdf.new() as merged:
@@ -136,7 +138,8 @@ def _finish(partial: Path, target: Path, pdfa: bool) -> OcrqError | None:
 
 
 def _as_pdfa(partial: Path) -> OcrqError | None:
-    from pikepdf import pdfa  # needs pikepdf's [pdfa] extra, which ocrmypdf brings
+    import pikepdf
+    from pikepdf import pdfa  # needs pikepdf's [pdfa] extra
 
     converted = partial.with_name("pdfa.pdf")
     try:
@@ -168,7 +171,9 @@ def _chunks(pages: Iterable[PageWords]) -> Iterator[list[PageWords]]:
 @contextmanager
 def _library_errors(source: Path) -> Iterator[None]:
     """PyMuPDF, pikepdf and OS failures become the document's OutputError, naming the source."""
+    from pikepdf import PdfError
+
     try:
         yield
-    except (*MUPDF_ERRORS, pikepdf.PdfError, OSError) as error:
+    except (*MUPDF_ERRORS, PdfError, OSError) as error:
         raise OutputError(f"searchable PDF of {source.name} failed: {error}") from error
