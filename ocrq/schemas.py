@@ -88,9 +88,12 @@ class TextLine:
 
     bbox: tuple[int, int, int, int]
     words: tuple[Word, ...]
+    angle: int = 0
+    """Counter-clockwise turn of the text in the page image: 90 reads bottom to top (a sideways scan)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"bbox": list(self.bbox), "words": [word.as_dict() for word in self.words]}
+        line: dict[str, Any] = {"bbox": list(self.bbox), "words": [word.as_dict() for word in self.words]}
+        return line | ({"angle": self.angle} if self.angle else {})
 
 
 @dataclass(frozen=True, slots=True)

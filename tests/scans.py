@@ -23,6 +23,7 @@ ENGLISH = [
     "Sphinx of black quartz, judge my vow and read this page.",
 ]
 MEDIABOX_ORIGIN = (100.0, 200.0)
+SIDEWAYS = {"sideways_left": Image.Transpose.ROTATE_90, "sideways_right": Image.Transpose.ROTATE_270}
 
 
 def scan_jpeg(lines: list[str], size: tuple[int, int] = (1500, 700)) -> bytes:
@@ -38,11 +39,15 @@ def scan_jpeg(lines: list[str], size: tuple[int, int] = (1500, 700)) -> bytes:
 
 
 def make_scan_pdf(path: Path, pages: list[list[str]], geometry: str = "plain") -> Path:
-    """One scanned page per list of lines; geometry is ``plain``, ``rotate90`` or ``origin``."""
+    """One scanned page per list of lines; geometry is ``plain``, ``rotate90``, ``origin``,
+    ``sideways_left`` (text reads bottom to top) or ``sideways_right`` (top to bottom)."""
     document = pymupdf.open()
     for lines in pages:
         jpeg = scan_jpeg(lines)
         width, height = (v * 72 / SCAN_DPI for v in Image.open(io.BytesIO(jpeg)).size)
+        if geometry in SIDEWAYS:  # scanned sideways and shown sideways: OCR must turn it
+            jpeg = _turned(jpeg, SIDEWAYS[geometry])
+            width, height = height, width
         if geometry == "rotate90":  # stored sideways, shown upright: how scanners save landscape pages
             page = document.new_page(width=height, height=width)
             page.set_rotation(90)
@@ -55,6 +60,12 @@ def make_scan_pdf(path: Path, pages: list[list[str]], geometry: str = "plain") -
     if geometry == "origin":
         _shift_mediabox(path)
     return path
+
+
+def _turned(jpeg: bytes, turn: Image.Transpose) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).transpose(turn).save(buffer, "JPEG", quality=90, dpi=(SCAN_DPI, SCAN_DPI))
+    return buffer.getvalue()
 
 
 def _shift_mediabox(path: Path) -> None:

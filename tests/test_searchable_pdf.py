@@ -33,6 +33,7 @@ def tesseract_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_scan_pdf(inbox / "plain.pdf", [RUSSIAN, ENGLISH])
     make_scan_pdf(inbox / "rotated.pdf", [RUSSIAN[:2] + ENGLISH[:1]], geometry="rotate90")
     make_scan_pdf(inbox / "origin.pdf", [ENGLISH[:2] + RUSSIAN[:1]], geometry="origin")
+    make_scan_pdf(inbox / "sideways.pdf", [ENGLISH[:1] + RUSSIAN[:1]], geometry="sideways_left")
     (inbox / "photo.jpg").write_bytes(scan_jpeg(ENGLISH))
     settings = _settings(root, outputs=["md", "json", "txt", "pdf", "alto"])
     run_embedded_batch(settings, BatchRequest([inbox], root / "out"))
@@ -64,7 +65,18 @@ def test_russian_and_english_come_back_as_unicode(tesseract_run: Path) -> None:
     assert _pdftotext(tesseract_run / "plain.pdf.pdf").count("\f") == 2  # one page each
 
 
-@pytest.mark.parametrize("name", ["plain.pdf", "rotated.pdf", "origin.pdf", "photo.jpg"])
+def test_a_sideways_scan_gets_its_words_turned_with_the_text(tesseract_run: Path) -> None:
+    """Tesseract reads a page scanned sideways (no /Rotate to help); the layer's words follow the text."""
+    expected = (tesseract_run / "sideways.pdf.txt").read_text().split()
+    assert "quick" in expected and "французских" in expected
+    with pymupdf.open(tesseract_run / "sideways.pdf.pdf") as document:
+        words = [w[4] for w in document[0].get_text("words")]
+        heights = [w[3] - w[1] for w in document[0].get_text("words") if len(w[4]) > 3]
+    assert sorted(words) == sorted(expected)
+    assert min(heights) > 20  # upright boxes would be one line high: these run up the page
+
+
+@pytest.mark.parametrize("name", ["plain.pdf", "rotated.pdf", "origin.pdf", "sideways.pdf", "photo.jpg"])
 def test_every_word_lies_inside_its_cell(tesseract_run: Path, name: str) -> None:
     pages = json.loads((tesseract_run / f"{name}.json").read_text())["pages"]
     with pymupdf.open(tesseract_run / f"{name}.pdf") as document:

@@ -53,6 +53,17 @@ BLOCK_CATEGORIES: dict[int, str] = (
     else {}
 )
 
+_ANGLE_BY_ORIENTATION = (
+    {
+        tesserocr.Orientation.PAGE_RIGHT: 270,
+        tesserocr.Orientation.PAGE_DOWN: 180,
+        tesserocr.Orientation.PAGE_LEFT: 90,
+    }
+    if tesserocr
+    else {}
+)
+"""Where a line's top points, as the counter-clockwise turn of its text (sideways scans read by OSD)."""
+
 _CREDIBLE_DPI = range(70, 2401)
 ASSUMED_SCAN_DPI = 300
 """For images without a credible DPI tag: the usual resolution of office scans."""
@@ -258,17 +269,19 @@ def _lines(iterator: tesserocr.PyResultIterator | None, size: tuple[int, int]) -
     """
     lines: list[TextLine] = []
     words: list[Word] = []
+    angle = 0
     for word in tesserocr.iterate_level(iterator, tesserocr.RIL.WORD) if iterator else ():
-        if word.IsAtBeginningOf(tesserocr.RIL.TEXTLINE) and words:
-            lines.append(_line(words))
-            words = []
+        if word.IsAtBeginningOf(tesserocr.RIL.TEXTLINE):
+            if words:
+                lines.append(_line(words, angle))
+            words, angle = [], _ANGLE_BY_ORIENTATION.get(word.Orientation()[0], 0)
         box, text = word.BoundingBox(tesserocr.RIL.WORD), (word.GetUTF8Text(tesserocr.RIL.WORD) or "").strip()
         if box is not None and text:
             words.append(Word(_clamp(box, size), text))
-    return [*lines, _line(words)] if words else lines
+    return [*lines, _line(words, angle)] if words else lines
 
 
-def _line(words: list[Word]) -> TextLine:
+def _line(words: list[Word], angle: int) -> TextLine:
     boxes = [word.bbox for word in words]
     bbox = (
         min(b[0] for b in boxes),
@@ -276,7 +289,7 @@ def _line(words: list[Word]) -> TextLine:
         max(b[2] for b in boxes),
         max(b[3] for b in boxes),
     )
-    return TextLine(bbox, tuple(words))
+    return TextLine(bbox, tuple(words), angle)
 
 
 def _with_lines(cells: list[LayoutCell], lines: list[TextLine]) -> list[LayoutCell]:

@@ -68,7 +68,7 @@ def _paragraph(block: PlacedBlock) -> OcrElement:
 
 def _line(line: PlacedLine) -> OcrElement:
     words = [OcrElement(ocr_class=OcrClass.WORD, bbox=_bbox(w.box), text=w.text) for w in line.words]
-    return OcrElement(ocr_class=OcrClass.LINE, bbox=_bbox(line.box), children=words)
+    return OcrElement(ocr_class=OcrClass.LINE, bbox=_bbox(line.box), children=words, textangle=line.angle)
 
 
 def _bbox(box: Box) -> BoundingBox:

@@ -31,6 +31,8 @@ class PlacedWord:
 class PlacedLine:
     box: Box
     words: tuple[PlacedWord, ...]
+    angle: int = 0
+    """Counter-clockwise turn of the text: 90 and 270 are sideways lines, boxes stay axis-aligned."""
 
     @property
     def text(self) -> str:
@@ -122,7 +124,7 @@ def _measured_lines(cell: Mapping[str, Any]) -> tuple[PlacedLine, ...]:
     """An engine's own lines (``lines``), or its flat ``words`` grouped into lines by position."""
     lines = cell.get("lines")
     if isinstance(lines, list) and lines:
-        placed = (_line(line.get("words")) for line in lines if isinstance(line, Mapping))
+        placed = (_line(line.get("words"), line.get("angle")) for line in lines if isinstance(line, Mapping))
         return tuple(line for line in placed if line is not None)
     words = cell.get("words")
     if isinstance(words, list) and words:
@@ -146,7 +148,7 @@ def group_into_lines(words: Sequence[Mapping[str, Any]]) -> list[list[Mapping[st
     return lines
 
 
-def _line(words: object) -> PlacedLine | None:
+def _line(words: object, angle: object = 0) -> PlacedLine | None:
     if not isinstance(words, list):
         return None
     placed = []
@@ -163,7 +165,7 @@ def _line(words: object) -> PlacedLine | None:
         max(b[2] for b in boxes),
         max(b[3] for b in boxes),
     )
-    return PlacedLine(union, tuple(placed))
+    return PlacedLine(union, tuple(placed), angle if angle in (90, 180, 270) else 0)
 
 
 def _box(value: object) -> Box | None:
