@@ -271,6 +271,8 @@ def _lines(iterator: tesserocr.PyResultIterator | None, size: tuple[int, int]) -
     words: list[Word] = []
     angle = 0
     for word in tesserocr.iterate_level(iterator, tesserocr.RIL.WORD) if iterator else ():
+        if word.Empty(tesserocr.RIL.WORD):
+            continue  # a blank page's empty block: GetUTF8Text would raise
         if word.IsAtBeginningOf(tesserocr.RIL.TEXTLINE):
             if words:
                 lines.append(_line(words, angle))
