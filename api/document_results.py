@@ -41,15 +41,15 @@ DOCUMENT_MEDIA_TYPES: dict[str, str] = {
 FILE_SUFFIXES = {"md": ".md", "json": ".json", "txt": ".txt", "alto": ".alto.xml", "pdf": ".pdf"}
 
 
-def finished_document(sessions: sessionmaker[Session], document_id: int) -> tuple[str, bool]:
-    """The document's file name, and whether it has any page done; 404 unknown, 409 not finished."""
+def finished_document(sessions: sessionmaker[Session], document_id: int) -> str:
+    """The document's file name; 404 when unknown, 409 while its pages are still being read."""
     with sessions() as session:
         document = session.get(Document, document_id)
         if document is None:
             raise ResourceNotFound(f"no document {document_id}")
         if document.finished_at is None:
             raise JobNotFinished(f"document {document_id} is still being read")
-        return Path(document.relpath).name, document.pages_done > 0
+        return Path(document.relpath).name
 
 
 def stream_document(

@@ -52,7 +52,7 @@ async def read_document_result(
     format: Annotated[DocumentFormat, Query()] = "json",
 ) -> StreamingResponse:
     """The finished document as ``md``, ``json``, ``txt``, ``alto`` (ALTO XML v4) or ``pdf`` (searchable)."""
-    name, _ = await run_in_threadpool(finished_document, sessions, document_id)
+    name = await run_in_threadpool(finished_document, sessions, document_id)
     headers = {"Content-Disposition": f'attachment; filename="{download_name(name, format)}"'}
     if format == "pdf":
         path = await run_in_threadpool(prepare_pdf, sessions, settings, document_id)
