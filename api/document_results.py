@@ -17,17 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Page
-from ocrq.errors import InputError, JobNotFinished, OutputError, ResourceNotFound
-from ocrq.schemas import DocumentType
+from ocrq.errors import JobNotFinished, ResourceNotFound
 from ocrq.settings import Settings
 from worker.outputs import document_entry, document_json_parts, document_pages, markdown_parts
-from worker.render import RenderLimits, open_document
-from worker.results.alto import document_alto
-from worker.results.formats import document_words
-from worker.results.layout_picture import LONG_SIDE, layout_picture
-from worker.results.plain_text import document_text
-from worker.results.searchable_pdf import write_searchable_pdf
-from worker.results.words import page_words
+from worker.results.formats import alto_parts, page_picture, searchable_pdf_to, text_parts
 
 DocumentFormat = Literal["md", "json", "txt", "alto", "pdf"]
 CHUNK_BYTES = 256 * 1024
@@ -70,8 +63,8 @@ def _text_parts(session: Session, document: Document, fmt: DocumentFormat) -> It
     if fmt == "md":
         return markdown_parts(document_pages(session, document))
     if fmt == "txt":
-        return document_text(document_words(session, document.id))
-    return document_alto(Path(document.path).name, document_words(session, document.id))
+        return text_parts(session, document)
+    return alto_parts(session, document)
 
 
 def prepare_pdf(sessions: sessionmaker[Session], settings: Settings, document_id: int) -> Path:
@@ -80,11 +73,7 @@ def prepare_pdf(sessions: sessionmaker[Session], settings: Settings, document_id
     target = scratch / "document.pdf"
     try:
         with sessions() as session:
-            document = session.get_one(Document, document_id)
-            source, doc_type = Path(document.path), _type(document)
-            write_searchable_pdf(
-                source, doc_type, document_words(session, document_id), target, settings.output_pdfa
-            )
+            searchable_pdf_to(session, session.get_one(Document, document_id), target, settings.output_pdfa)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -102,30 +91,13 @@ def stream_and_remove(path: Path) -> Iterator[bytes]:
 
 
 def page_layout_png(sessions: sessionmaker[Session], document_id: int, number: int) -> bytes:
-    """The page with its cells drawn; 404 for an unknown page or one without cells."""
+    """The page with its cells drawn; 404 for an unknown page, 409 when it cannot be drawn."""
     with sessions() as session:
         document = session.get(Document, document_id)
         page = session.scalar(select(Page).where(Page.document_id == document_id, Page.index == number - 1))
-        if document is None or page is None or not page.cells or not page.width or not page.height:
-            raise ResourceNotFound(f"no layout for page {number} of document {document_id}")
-        words = page_words(page.index, page.width, page.height, page.cells)
-        source, doc_type = Path(document.path), _type(document)
-    limits = RenderLimits(
-        dpi=300, max_page_pixels=LONG_SIDE**2, max_source_pixels=200_000_000, max_pages=10**6
-    )
-    try:
-        with open_document(source, doc_type, limits) as opened:
-            return layout_picture(opened, words)
-    except InputError as error:
-        raise OutputError(
-            f"the source of document {document_id} cannot be read again: {error.message}"
-        ) from error
-
-
-def _type(document: Document) -> DocumentType:
-    if not document.detected_type:
-        raise OutputError(f"document {document.id} has no detected type")
-    return DocumentType(document.detected_type)
+        if document is None or page is None:
+            raise ResourceNotFound(f"no page {number} in document {document_id}")
+        return page_picture(document, page)
 
 
 def download_name(name: str, fmt: str) -> str:

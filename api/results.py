@@ -23,8 +23,7 @@ from ocrq.db.models import Document, Page
 from ocrq.errors import RequestError
 from ocrq.settings import OUTPUT_FORMATS, Settings
 from worker.outputs import document_entry, document_markdown, job_summary, page_entry, write_job_outputs
-from worker.results.formats import document_words
-from worker.results.plain_text import document_text
+from worker.results.formats import text_parts
 
 CHUNK_BYTES = 256 * 1024
 MEDIA_TYPES: dict[str, str] = {
@@ -89,7 +88,7 @@ def _text(sessions: sessionmaker[Session], job_id: int) -> Iterator[str]:
         with sessions() as session:
             document = session.get_one(Document, document_id)
             yield f"==> {document.relpath} ({document.status}) <==\n"
-            yield from document_text(document_words(session, document_id))
+            yield from text_parts(session, document)
 
 
 def _jsonl(sessions: sessionmaker[Session], job_id: int) -> Iterator[str]:

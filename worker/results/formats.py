@@ -18,11 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ocrq.db.models import Document, Page
-from ocrq.errors import OcrqError, OutputError
+from ocrq.errors import InputError, OcrqError, OutputError
 from ocrq.schemas import DocumentType, PageStatus
 from ocrq.settings import Settings
+from worker.render import open_document
 from worker.results.alto import document_alto
-from worker.results.layout_picture import layout_pictures
+from worker.results.layout_picture import layout_picture, layout_pictures, picture_limits
 from worker.results.plain_text import document_text
 from worker.results.searchable_pdf import write_searchable_pdf
 from worker.results.words import PageWords, page_words
@@ -70,24 +71,46 @@ def _words(page: Page) -> PageWords:
 Written = tuple[str, OcrqError | None]
 
 
+def text_parts(session: Session, document: Document) -> Iterator[str]:
+    return document_text(document_words(session, document.id))
+
+
+def alto_parts(session: Session, document: Document) -> Iterator[str]:
+    return document_alto(
+        Path(document.path).name, document_words(session, document.id), _engines(session, document)
+    )
+
+
+def searchable_pdf_to(session: Session, document: Document, target: Path, pdfa: bool) -> OcrqError | None:
+    """The document's searchable PDF at ``target``; a warning (PDF/A not reached) or None."""
+    return write_searchable_pdf(
+        Path(document.path), _source_type(document), document_words(session, document.id), target, pdfa
+    )
+
+
+def page_picture(document: Document, page: Page) -> bytes:
+    """One page's layout picture, for the API; the source unreadable now is an OutputError."""
+    words = _words(page)
+    if not words.blocks:
+        raise OutputError(f"page {page.index + 1} of {document.relpath} has no layout cells")
+    try:
+        with open_document(Path(document.path), _source_type(document), picture_limits(words)) as opened:
+            return layout_picture(opened, words)
+    except InputError as error:
+        raise OutputError(f"{document.relpath} could not be read again: {error.message}") from error
+
+
 def _write_txt(session: Session, document: Document, target: Path, settings: Settings) -> Written:
-    return write_text_stream(Path(f"{target}.txt"), document_text(document_words(session, document.id))), None
+    return write_text_stream(Path(f"{target}.txt"), text_parts(session, document)), None
 
 
 def _write_alto(session: Session, document: Document, target: Path, settings: Settings) -> Written:
-    parts = document_alto(
-        Path(document.path).name, document_words(session, document.id), _engines(session, document)
-    )
-    return write_text_stream(Path(f"{target}.alto.xml"), parts), None
+    return write_text_stream(Path(f"{target}.alto.xml"), alto_parts(session, document)), None
 
 
 def _write_pdf(session: Session, document: Document, target: Path, settings: Settings) -> Written:
     path = Path(f"{target}.pdf")  # like every format: scan.pdf gives scan.pdf.pdf beside scan.pdf.md
-    doc_type = _source_type(document)
-    warning = write_searchable_pdf(
-        Path(document.path), doc_type, document_words(session, document.id), path, settings.output_pdfa
-    )
-    return str(path), warning
+    return str(path), searchable_pdf_to(session, document, path, settings.output_pdfa)
 
 
 def _write_layout(session: Session, document: Document, target: Path, settings: Settings) -> Written:

@@ -66,7 +66,7 @@ def layout_pictures(
 
 def layout_picture(document: OpenedDocument, page: PageWords) -> bytes:
     """The page drawn small with its cells; raises the render's InputError if the source changed."""
-    document.limits = _limits(_pixel_cap(page))
+    document.limits = picture_limits(page)
     picture = _on_palette(document.render(page.index, "L"))
     draw_cells(picture, page)
     buffer = io.BytesIO()
@@ -111,10 +111,10 @@ def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default(14)
 
 
-def _pixel_cap(page: PageWords) -> int:
+def picture_limits(page: PageWords) -> RenderLimits:
     """Pixels for about LONG_SIDE on the long side at the page's own proportions."""
     long, short = max(page.width, page.height), min(page.width, page.height)
-    return max(10_000, round(LONG_SIDE * LONG_SIDE * short / long))
+    return _limits(max(10_000, round(LONG_SIDE * LONG_SIDE * short / long)))
 
 
 def _limits(max_page_pixels: int) -> RenderLimits:
