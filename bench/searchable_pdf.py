@@ -25,12 +25,12 @@ import pymupdf
 from PIL import Image, ImageDraw, ImageFont
 
 from ocrq.schemas import DocumentType
-from worker.render import RenderLimits, open_document
-from worker.results.alto import document_alto
-from worker.results.layout_picture import layout_pictures
-from worker.results.plain_text import document_text
-from worker.results.searchable_pdf import write_searchable_pdf
-from worker.results.words import PageWords, page_words
+from ocrq.worker.documents.render import RenderLimits, open_document
+from ocrq.worker.results.alto import document_alto
+from ocrq.worker.results.layout_picture import layout_pictures
+from ocrq.worker.results.plain_text import document_text
+from ocrq.worker.results.searchable_pdf import write_searchable_pdf
+from ocrq.worker.results.words import PageWords, page_words
 
 DPI = 200
 PAGE_PX = (1654, 2339)

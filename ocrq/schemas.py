@@ -102,7 +102,7 @@ class LayoutCell:
 
     ``lines`` holds measured line and word boxes when the engine has them; the result
     formats (searchable PDF, ALTO) estimate them from ``text`` otherwise
-    (:mod:`worker.results.words`).
+    (:mod:`ocrq.worker.results.words`).
     """
 
     bbox: tuple[int, int, int, int]

@@ -11,10 +11,10 @@ from lxml import etree
 from PIL import Image
 
 from ocrq.settings import build_settings
+from ocrq.worker.batch import BatchRequest, run_embedded_batch
+from ocrq.worker.results.plain_markup import plain_text
+from ocrq.worker.results.words import page_words
 from tests.scans import ENGLISH, RUSSIAN, make_scan_pdf
-from worker.batch import BatchRequest, run_embedded_batch
-from worker.results.plain_markup import plain_text
-from worker.results.words import page_words
 
 SCHEMA_DIR = Path(__file__).parent / "data" / "alto"
 XLINK_URL = "http://www.loc.gov/standards/xlink/xlink.xsd"
@@ -86,8 +86,8 @@ def test_a_vanished_source_is_recorded_and_the_rest_written(tmp_path: Path) -> N
         database_url=f"sqlite:///{tmp_path / 'ocrq.db'}", engines=["tesseract"], tesseract_langs="eng",
         outputs=["txt", "pdf", "layout"], page_workers=1,
     )  # fmt: skip
-    from worker.batch import open_database
-    from worker.outputs import write_job_outputs
+    from ocrq.worker.batch import open_database
+    from ocrq.worker.results.files import write_job_outputs
 
     run_embedded_batch(settings, BatchRequest([source], tmp_path / "first"))
     source.unlink()
@@ -137,8 +137,8 @@ def test_pdfa_when_asked_and_a_reason_when_the_source_cannot_conform(tmp_path: P
     import pymupdf
 
     from ocrq.schemas import DocumentType
+    from ocrq.worker.results.searchable_pdf import write_searchable_pdf
     from tests.scans import scan_jpeg
-    from worker.results.searchable_pdf import write_searchable_pdf
 
     cells = [{"bbox": [80, 80, 900, 140], "category": "Text", "text": "Проверка PDF/A"}]
     (tmp_path / "scan.jpg").write_bytes(scan_jpeg(["Проверка PDF/A"]))
@@ -164,8 +164,8 @@ def test_image_pages_in_several_parts_merge_in_order(tmp_path: Path, monkeypatch
     import pymupdf
 
     from ocrq.schemas import DocumentType
+    from ocrq.worker.results import searchable_pdf
     from tests.factories import make_multiframe_tiff
-    from worker.results import searchable_pdf
 
     monkeypatch.setattr(searchable_pdf, "CHUNK_PAGES", 2)  # three frames: a part of two, a part of one
     tiff = make_multiframe_tiff(tmp_path / "pages.tiff", ["one", "two", "three"])

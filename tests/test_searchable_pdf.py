@@ -15,9 +15,9 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 from rapidfuzz.distance import Levenshtein
 
 from ocrq.settings import Settings, build_settings
+from ocrq.worker.batch import BatchRequest, run_embedded_batch
 from tests.fault_server import Step, completion, request_image, running_fault_server
 from tests.scans import ENGLISH, RUSSIAN, SERIF, make_scan_pdf, scan_jpeg
-from worker.batch import BatchRequest, run_embedded_batch
 
 MAX_CER = 0.01
 BOX_TOLERANCE_PX = 8

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from xml.sax.saxutils import quoteattr
 
 from ocrq.schemas import LAYOUT_CATEGORIES
-from worker.results.words import Box, PageWords, PlacedBlock, PlacedLine
+from ocrq.worker.results.words import Box, PageWords, PlacedBlock, PlacedLine
 
 ALTO_NAMESPACE = "http://www.loc.gov/standards/alto/ns-v4#"
 ALTO_SCHEMA = "http://www.loc.gov/standards/alto/v4/alto-4-3.xsd"

@@ -21,12 +21,12 @@ from ocrq.db.models import Document, Page
 from ocrq.errors import InputError, OcrqError, OutputError
 from ocrq.schemas import DocumentType, PageStatus
 from ocrq.settings import Settings
-from worker.render import open_document
-from worker.results.alto import document_alto
-from worker.results.layout_picture import layout_picture, layout_pictures, picture_limits
-from worker.results.plain_text import document_text
-from worker.results.searchable_pdf import write_searchable_pdf
-from worker.results.words import PageWords, page_words
+from ocrq.worker.documents.render import open_document
+from ocrq.worker.results.alto import document_alto
+from ocrq.worker.results.layout_picture import layout_picture, layout_pictures, picture_limits
+from ocrq.worker.results.plain_text import document_text
+from ocrq.worker.results.searchable_pdf import write_searchable_pdf
+from ocrq.worker.results.words import PageWords, page_words
 
 log = logging.getLogger(__name__)
 PAGES_PER_FETCH = 200

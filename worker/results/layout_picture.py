@@ -16,8 +16,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from ocrq.schemas import DocumentType
-from worker.render import OpenedDocument, RenderLimits, open_document
-from worker.results.words import PageWords, PlacedBlock
+from ocrq.worker.documents.render import OpenedDocument, RenderLimits, open_document
+from ocrq.worker.results.words import PageWords, PlacedBlock
 
 LONG_SIDE = 1000
 FONT_FILE = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"

@@ -16,8 +16,8 @@ from PIL import Image, ImageOps
 
 from ocrq.errors import OutputError
 from ocrq.schemas import DocumentType
-from worker.engines.tesseract import ASSUMED_SCAN_DPI
-from worker.render import PILLOW_ERRORS, PILLOW_FORMATS
+from ocrq.worker.documents.render import PILLOW_ERRORS, PILLOW_FORMATS
+from ocrq.worker.engines.tesseract import ASSUMED_SCAN_DPI
 
 POINTS_PER_INCH = 72.0
 CREDIBLE_DPI = (70.0, 2400.0)

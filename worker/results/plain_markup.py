@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 
-from worker.ocr_output.markdown import table_text
+from ocrq.worker.ocr_output.markdown import table_text
 
 _LATEX_SYMBOLS = {
     "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "varepsilon": "ε",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from worker.results.words import PageWords
+from ocrq.worker.results.words import PageWords
 
 PAGE_BREAK = "\f"
 

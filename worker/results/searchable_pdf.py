@@ -1,13 +1,13 @@
 """The searchable PDF: the original pages, untouched, with an invisible text layer on each.
 
-For a PDF source each page keeps its content; the text layer (:mod:`worker.results.text_layer`)
+For a PDF source each page keeps its content; the text layer (:mod:`ocrq.worker.results.text_layer`)
 is placed over it as a form XObject through PyMuPDF, which accounts for ``/Rotate`` and for a
 MediaBox whose origin is not (0, 0), the misalignment OCRmyPDF fixed in #1630. Our word boxes
 are in the frame the page was rendered in for OCR, which is the page as seen (rotated, cropped),
 so the layer is drawn upright in that frame and turned back with the page's own rotation.
 
 For an image source each frame becomes a page at its native resolution
-(:mod:`worker.results.page_images`).
+(:mod:`ocrq.worker.results.page_images`).
 
 Memory stays flat on long documents: words come in a chunk of pages at a time, images are
 written to chunk files that pikepdf (qpdf) merges while copying their streams from disk, and a
@@ -29,10 +29,10 @@ import pymupdf
 
 from ocrq.errors import OcrqError, OutputError, PdfaNotReached
 from ocrq.schemas import DocumentType
-from worker.render import _MUPDF_LOCK as MUPDF_LOCK
-from worker.render import MUPDF_ERRORS
-from worker.results.page_images import page_image
-from worker.results.words import PageWords
+from ocrq.worker.documents.render import _MUPDF_LOCK as MUPDF_LOCK
+from ocrq.worker.documents.render import MUPDF_ERRORS
+from ocrq.worker.results.page_images import page_image
+from ocrq.worker.results.words import PageWords
 
 CHUNK_PAGES = 50
 """Pages whose words (and, for images, encoded pages) are held at once."""
@@ -98,7 +98,9 @@ def _image_part(
 
 def _lay_text(document: pymupdf.Document, chunk: list[PageWords], scratch: Path) -> None:
     """Each page's words drawn in its visible frame, placed back through its rotation."""
-    from worker.results.text_layer import render_text_pages  # OCRmyPDF and fpdf2 load only when a PDF is made
+    from ocrq.worker.results.text_layer import (
+        render_text_pages,  # OCRmyPDF and fpdf2 load only when a PDF is made
+    )
 
     text_path = scratch / "text.pdf"
     drawn = render_text_pages([(words, document[words.index].rect.width) for words in chunk], text_path)

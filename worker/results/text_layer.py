@@ -5,7 +5,7 @@ solved the pitfalls peers hit (a layer turning visible, #1631; poppler splitting
 because ``Tz`` does not survive ``BT``/``ET``, #1632, so each line is one text object; highlights
 running past words, #1635, so each word is stretched to its own box) and embeds a subset of Noto
 Sans, which covers Cyrillic, with a ToUnicode map so extraction gives back real Unicode.
-:mod:`worker.results.searchable_pdf` lays each of these pages over its source page.
+:mod:`ocrq.worker.results.searchable_pdf` lays each of these pages over its source page.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ocrmypdf.font import MultiFontManager
 from ocrmypdf.fpdf_renderer import Fpdf2MultiPageRenderer
 from ocrmypdf.models.ocr_element import BoundingBox, OcrClass, OcrElement
 
-from worker.results.words import Box, PageWords, PlacedBlock, PlacedLine
+from ocrq.worker.results.words import Box, PageWords, PlacedBlock, PlacedLine
 
 POINTS_PER_INCH = 72.0
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from worker.results.plain_markup import plain_text
+from ocrq.worker.results.plain_markup import plain_text
 
 Box = tuple[float, float, float, float]
 """x1, y1, x2, y2 in page pixels."""
