@@ -16,6 +16,7 @@ from rapidfuzz.distance import Levenshtein
 
 from ocrq.settings import Settings, build_settings
 from ocrq.worker.batch import BatchRequest, run_embedded_batch
+from tests.factories import make_text_pdf
 from tests.fault_server import Step, completion, request_image, running_fault_server
 from tests.scans import ENGLISH, RUSSIAN, SERIF, make_scan_pdf, scan_jpeg
 
@@ -233,3 +234,21 @@ def _pdftotext(pdf: Path) -> str:
 
 def _squeeze(text: str) -> str:
     return " ".join(text.split())
+
+
+def test_a_born_digital_page_keeps_its_text_without_a_second_copy(tmp_path: Path) -> None:
+    """Words the page already has are not laid again; a scanned part of the same page still is."""
+    source = make_text_pdf(tmp_path / "typed.pdf", ["Typed words from the word processor"])
+    with pymupdf.open(source) as document:  # a scanned note pasted below the typed line
+        page = document[0]
+        note = scan_jpeg(["Scanned note underneath"], size=(900, 120))
+        page.insert_image(pymupdf.Rect(60, 500, 60 + 900 * 72 / 200, 500 + 120 * 72 / 200), stream=note)
+        document.save(tmp_path / "mixed.pdf")
+    settings = _settings(tmp_path, outputs=["txt", "pdf"], tesseract_langs="eng")
+    run_embedded_batch(settings, BatchRequest([tmp_path / "mixed.pdf"], tmp_path / "out"))
+    ocr_text = (tmp_path / "out" / "mixed.pdf.txt").read_text()
+    assert "processor" in ocr_text and "underneath" in ocr_text
+    with pymupdf.open(tmp_path / "out" / "mixed.pdf.pdf") as document:
+        words = [w[4] for w in document[0].get_text("words")]
+    assert words.count("processor") == 1  # the page's own, not ours again
+    assert words.count("underneath") == 1  # ours: the scanned note had no text

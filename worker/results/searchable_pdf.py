@@ -1,10 +1,12 @@
 """The searchable PDF: the original pages, untouched, with an invisible text layer on each.
 
-For a PDF source each page keeps its content; the text layer (:mod:`ocrq.worker.results.text_layer`)
-is placed over it as a form XObject through PyMuPDF, which accounts for ``/Rotate`` and for a
-MediaBox whose origin is not (0, 0), the misalignment OCRmyPDF fixed in #1630. Our word boxes
-are in the frame the page was rendered in for OCR, which is the page as seen (rotated, cropped),
-so the layer is drawn upright in that frame and turned back with the page's own rotation.
+For a PDF source each page keeps its content, and its own text: words it already has are not
+written again (:mod:`ocrq.worker.results.existing_text`). The text layer
+(:mod:`ocrq.worker.results.text_layer`) is placed over the page as a form XObject through
+PyMuPDF, which accounts for ``/Rotate`` and for a MediaBox whose origin is not (0, 0), the
+misalignment OCRmyPDF fixed in #1630. Our word boxes are in the frame the page was rendered in
+for OCR, which is the page as seen (rotated, cropped), so the layer is drawn upright in that
+frame and turned back with the page's own rotation.
 
 For an image source each frame becomes a page at its native resolution
 (:mod:`ocrq.worker.results.page_images`).
@@ -31,6 +33,7 @@ from ocrq.errors import OcrqError, OutputError, PdfaNotReached
 from ocrq.schemas import DocumentType
 from ocrq.worker.documents.render import _MUPDF_LOCK as MUPDF_LOCK
 from ocrq.worker.documents.render import MUPDF_ERRORS
+from ocrq.worker.results.existing_text import without_existing_text
 from ocrq.worker.results.page_images import page_image
 from ocrq.worker.results.words import PageWords
 
@@ -62,7 +65,8 @@ def _layer_pdf(source: Path, pages: Iterable[PageWords], partial: Path, scratch:
     document = pymupdf.open(source, filetype="pdf")
     try:
         for chunk in _chunks(pages):
-            _lay_text(document, [words for words in chunk if words.index < document.page_count], scratch)
+            pages_here = [words for words in chunk if words.index < document.page_count]
+            _lay_text(document, [without_existing_text(document[w.index], w) for w in pages_here], scratch)
         document.save(partial, garbage=1, deflate=True)
     finally:
         document.close()
