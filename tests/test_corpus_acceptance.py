@@ -107,7 +107,8 @@ def test_every_document_read_gets_every_format_and_a_clean_pdf(
         assert doc["output_errors"] == {}, name
         check = subprocess.run(["qpdf", "--check", str(out / f"{name}.pdf")], capture_output=True, text=True)
         assert check.returncode == 0, (name, check.stdout[-300:])
-        with_cells = [page for page in json.loads((out / f"{name}.json").read_text())["pages"] if page["cells"]]
+        pages = json.loads((out / f"{name}.json").read_text())["pages"]
+        with_cells = [page for page in pages if page["cells"]]
         assert len(list((out / f"{name}.layout").iterdir())) == len(with_cells), name  # blank pages: none
 
 
