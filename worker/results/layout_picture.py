@@ -20,6 +20,7 @@ from ocrq.worker.documents.render import OpenedDocument, RenderLimits, open_docu
 from ocrq.worker.results.words import PageWords, PlacedBlock
 
 LONG_SIDE = 1000
+LABEL_SIZE = 14
 FONT_FILE = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 CATEGORY_COLOURS = {
     "Title": (214, 39, 40),
@@ -90,7 +91,7 @@ def draw_cells(image: Image.Image, page: PageWords) -> None:
 def _label(draw: ImageDraw.ImageDraw, box: tuple[float, ...], block: PlacedBlock, colour: int) -> None:
     text = f"{block.order} {block.category}"
     font = _font()
-    left, top = box[0], max(0.0, box[1] - font.size - 4)
+    left, top = box[0], max(0.0, box[1] - LABEL_SIZE - 4)
     extent = draw.textbbox((left + 3, top + 1), text, font=font)
     draw.rectangle((left, top, extent[2] + 3, extent[3] + 2), fill=colour)
     draw.text((left + 3, top + 1), text, font=font, fill=WHITE_INDEX)
@@ -106,9 +107,9 @@ def _on_palette(grey: Image.Image) -> Image.Image:
 @lru_cache(maxsize=1)
 def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     try:
-        return ImageFont.truetype(FONT_FILE, 14)
-    except OSError:  # DejaVu missing: Pillow's own bitmap font still labels the boxes
-        return ImageFont.load_default(14)
+        return ImageFont.truetype(FONT_FILE, LABEL_SIZE)
+    except OSError:  # DejaVu missing: Pillow's own font still labels the boxes
+        return ImageFont.load_default(LABEL_SIZE)
 
 
 def picture_limits(page: PageWords) -> RenderLimits:
