@@ -20,6 +20,7 @@ from api.hf_cache_cli import hf_cache_command
 from api.models_cli import models_command
 from api.queue_cli import QUEUE_COMMANDS, submit_to_queue
 from api.vllm_cli import vllm
+from ocrq.redaction import install_log_redaction
 from ocrq.settings import Settings
 
 
@@ -27,6 +28,7 @@ from ocrq.settings import Settings
 @click.option("-v", "--verbose", is_flag=True, help="Log what the engines and workers do.")
 def cli(verbose: bool) -> None:
     """ocrq: batch OCR job queue."""
+    install_log_redaction()
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

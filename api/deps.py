@@ -9,14 +9,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.admission import KeyQuota
 from api.security import authenticate
 from api.submission import Submitter
+from api.webhook_policy import WebhookPolicy
+from ocrq.jobs.access import Caller
 from ocrq.settings import Settings
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="From `ocrq keys add NAME`")
+BEARER = HTTPBearer(
+    auto_error=False, description="The same key as `Authorization: Bearer KEY` (OpenAI style)"
+)
 
 
 def get_settings(request: Request) -> Settings:
@@ -31,14 +37,28 @@ def get_submitter(request: Request) -> Submitter:
     return request.app.state.submitter
 
 
+def get_quota(request: Request) -> KeyQuota:
+    return request.app.state.quota
+
+
+def get_webhook_policy(request: Request) -> WebhookPolicy:
+    return request.app.state.webhook_policy
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+QuotaDep = Annotated[KeyQuota, Depends(get_quota)]
+WebhookPolicyDep = Annotated[WebhookPolicy, Depends(get_webhook_policy)]
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 SubmitterDep = Annotated[Submitter, Depends(get_submitter)]
 
 
-def require_api_key(sessions: SessionsDep, key: Annotated[str | None, Security(API_KEY_HEADER)]) -> int:
-    """The caller's key id; 401 (``unauthorized``) for a missing, unknown or revoked key."""
-    return authenticate(sessions, key)
+def require_api_key(
+    sessions: SessionsDep,
+    key: Annotated[str | None, Security(API_KEY_HEADER)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+) -> Caller:
+    """Who is calling; 401 (``unauthorized``) for a missing, unknown or revoked key."""
+    return authenticate(sessions, key or (bearer.credentials if bearer else None))
 
 
-ApiKeyDep = Annotated[int, Depends(require_api_key)]
+CallerDep = Annotated[Caller, Depends(require_api_key)]

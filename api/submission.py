@@ -8,6 +8,7 @@ without, :func:`worker.ingest.create_job` registers it and the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from celery import Celery
@@ -39,18 +40,26 @@ def job_settings(settings: Settings, options: JobOptions) -> Settings:
     return settings.model_copy(update=changes)
 
 
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who submits and how many pages the files declared (the key's quota counts them)."""
+
+    key_id: int | None
+    declared_pages: int
+
+
 class Submitter(Protocol):
-    def submit(self, sources: list[SourceFile], options: JobOptions, key_id: int | None) -> int: ...
+    def submit(self, sources: list[SourceFile], options: JobOptions, owner: Owner) -> int: ...
 
 
 class QueueSubmitter:
     def __init__(self, celery: Celery, sessions: sessionmaker[Session], settings: Settings) -> None:
         self.celery, self.sessions, self.settings = celery, sessions, settings
 
-    def submit(self, sources: list[SourceFile], options: JobOptions, key_id: int | None) -> int:
+    def submit(self, sources: list[SourceFile], options: JobOptions, owner: Owner) -> int:
         dispatcher = Dispatcher(self.celery, self.sessions, job_settings(self.settings, options))
         job_id = dispatcher.submit(sources, origin=ORIGIN, reuse=not options.force, priority=options.priority)
-        annotate_job(self.sessions, job_id, options, key_id)
+        annotate_job(self.sessions, job_id, options, owner)
         return job_id
 
 
@@ -58,10 +67,10 @@ class EmbeddedSubmitter:
     def __init__(self, runner: BackgroundRunner, sessions: sessionmaker[Session], settings: Settings) -> None:
         self.runner, self.sessions, self.settings = runner, sessions, settings
 
-    def submit(self, sources: list[SourceFile], options: JobOptions, key_id: int | None) -> int:
+    def submit(self, sources: list[SourceFile], options: JobOptions, owner: Owner) -> int:
         settings = job_settings(self.settings, options)
         job_id = create_job(self.sessions, sources, settings, origin=ORIGIN, reuse=not options.force)
-        annotate_job(self.sessions, job_id, options, key_id)
+        annotate_job(self.sessions, job_id, options, owner)
         self.runner.enqueue(job_id, settings)
         return job_id
 
@@ -72,15 +81,14 @@ class EmbeddedSubmitter:
             self.runner.enqueue(job.id, job_settings(self.settings, options))
 
 
-def annotate_job(
-    sessions: sessionmaker[Session], job_id: int, options: JobOptions, key_id: int | None
-) -> None:
+def annotate_job(sessions: sessionmaker[Session], job_id: int, options: JobOptions, owner: Owner) -> None:
     """Record the submitter, the options and the webhook to send (the sender finds it by state)."""
     callback = str(options.callback_url) if options.callback_url else None
     with sessions.begin() as session:
         job = session.get_one(Job, job_id)
         values: dict[str, Any] = {
-            "api_key_id": key_id,
+            "api_key_id": owner.key_id,
+            "declared_pages": owner.declared_pages,
             "settings": job.settings | {"api_options": options.model_dump(mode="json")},
             "callback_url": callback,
         }

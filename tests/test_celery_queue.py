@@ -238,14 +238,14 @@ def test_flower_shows_the_workers_and_their_tasks_behind_basic_auth(queue: Queue
     from tests.vllm_server import free_port
 
     port = free_port()
-    queue.processes.env |= {"OCRQ_FLOWER_BASIC_AUTH": "ops:s3cret"}
+    queue.processes.env |= {"OCRQ_FLOWER_BASIC_AUTH": "ops:correct-horse-battery"}
     queue.processes.start("flower", "--port", str(port), name="flower")
     queue.processes.worker("w1")
     folder = tmp_path / "in"
     _pages_pdf(folder, 2)
     job_id = queue.submit(folder)
     wait_for(lambda: job_finished(queue.sessions, job_id), 60, "the job")
-    url, auth = f"http://127.0.0.1:{port}", ("ops", "s3cret")
+    url, auth = f"http://127.0.0.1:{port}", ("ops", "correct-horse-battery")
     wait_for(lambda: _flower_sees(url, auth, "ocrq.ocr_page"), 60, "Flower to see the page tasks", every=1)
     assert httpx.get(f"{url}/api/workers", timeout=10).status_code == 401  # no auth, no API
     tasks = httpx.get(f"{url}/api/tasks", auth=auth, timeout=10).json().values()
