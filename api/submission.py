@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.embedded import BackgroundRunner, unfinished_embedded_jobs
 from api.schemas import JobOptions
 from ocrq.db.models import Job, utcnow
+from ocrq.redaction import mask_url
 from ocrq.settings import Settings
 from worker.dispatch import Dispatcher
 from worker.ingest import create_job
@@ -81,6 +82,15 @@ class EmbeddedSubmitter:
             self.runner.enqueue(job.id, job_settings(self.settings, options))
 
 
+def _shown_options(options: JobOptions) -> dict[str, Any]:
+    """The options as job settings show them (API, batch.json): the callback's credentials masked.
+    The URL itself is kept in ``jobs.callback_url``, which only the sender reads."""
+    shown = options.model_dump(mode="json")
+    if shown.get("callback_url"):
+        shown["callback_url"] = mask_url(shown["callback_url"])
+    return shown
+
+
 def annotate_job(sessions: sessionmaker[Session], job_id: int, options: JobOptions, owner: Owner) -> None:
     """Record the submitter, the options and the webhook to send (the sender finds it by state)."""
     callback = str(options.callback_url) if options.callback_url else None
@@ -89,7 +99,7 @@ def annotate_job(sessions: sessionmaker[Session], job_id: int, options: JobOptio
         values: dict[str, Any] = {
             "api_key_id": owner.key_id,
             "declared_pages": owner.declared_pages,
-            "settings": job.settings | {"api_options": options.model_dump(mode="json")},
+            "settings": job.settings | {"api_options": _shown_options(options)},
             "callback_url": callback,
         }
         if callback:
