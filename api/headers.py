@@ -87,7 +87,7 @@ class _Response:
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in self._fixed]
-            message = message | {"headers": headers + list(self._fixed.items())}
+            message = {**message, "headers": headers + list(self._fixed.items())}
             if not _is_html(headers):
                 message["headers"].append((b"content-security-policy", NOT_HTML_CSP))
                 await self._send(message)

@@ -10,7 +10,7 @@ aggregate in SQL so a page of jobs costs two queries, not one per job.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +26,7 @@ from api.schemas import (
     PageCounts,
     PagePublic,
     WebhookAttempt,
+    WebhookOutcome,
     WebhookState,
 )
 from ocrq.db.models import Document, Job, Page, WebhookDelivery
@@ -53,7 +54,7 @@ def is_finished(sessions: sessionmaker[Session], caller: Caller, job_id: int) ->
         return get_job(session, caller, job_id).finished_at is not None
 
 
-def visible_documents(caller: Caller) -> Select[tuple[Document]]:
+def visible_documents(caller: Caller) -> Select[Document]:
     """Documents of the jobs the caller may see."""
     return select(Document).join(Job, Document.job_id == Job.id).where(visible_jobs(caller))
 
@@ -171,7 +172,7 @@ def _webhook(session: Session, job: Job) -> WebhookState | None:
             started_at=d.started_at,
             duration_ms=d.duration_ms,
             status_code=d.status_code,
-            outcome=d.outcome,
+            outcome=cast(WebhookOutcome, d.outcome),
         )
         for d in deliveries
     ]

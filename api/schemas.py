@@ -22,6 +22,7 @@ def _as_utc(moment: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 EngineName = Literal["vllm", "transformers", "tesseract"]
 ResultFormat = Literal["md", "json", "jsonl", "zip"]
+WebhookOutcome = Literal["delivered", "failed", "unreachable"]
 
 
 class ErrorBody(BaseModel):
@@ -95,7 +96,7 @@ class WebhookAttempt(BaseModel):
     started_at: UtcDatetime
     duration_ms: float
     status_code: int | None = Field(description="The receiver's HTTP status; null when unreachable")
-    outcome: Literal["delivered", "failed", "unreachable"]
+    outcome: WebhookOutcome
 
 
 class WebhookState(BaseModel):
