@@ -166,6 +166,8 @@ def blocked_reason(address: IPAddress, allow_private: bool = False) -> str | Non
         for inner in embedded_ipv4(address):
             if (reason := blocked_reason(inner, allow_private)) is not None:
                 return f"{reason} inside an IPv6 address"
+        if _is_ipv4_notation(address):  # ::ffff:a.b.c.d and ::a.b.c.d are the IPv4 address itself
+            return None
     if allow_private and any(address in n for n in PRIVATE_NETWORKS if n.version == address.version):
         return None
     if address.is_multicast:
@@ -187,6 +189,10 @@ def _kind(address: IPAddress) -> str:
     return "not a public address"
 
 
+def _is_ipv4_notation(address: IPv6Address) -> bool:
+    return address.ipv4_mapped is not None or (address in IPV4_COMPATIBLE and int(address) > 1)
+
+
 def embedded_ipv4(address: IPv6Address) -> list[IPv4Address]:
     """IPv4 addresses an IPv6 address stands for: mapped, compatible, 6to4, Teredo, NAT64."""
     found: list[IPv4Address] = []
@@ -196,9 +202,8 @@ def embedded_ipv4(address: IPv6Address) -> list[IPv4Address]:
         found.append(address.sixtofour)
     if address.teredo is not None:
         found.extend(address.teredo)
-    low32 = IPv4Address(int(address) & 0xFFFFFFFF)
     if any(address in n for n in NAT64_NETWORKS) or (address in IPV4_COMPATIBLE and int(address) > 1):
-        found.append(low32)
+        found.append(IPv4Address(int(address) & 0xFFFFFFFF))
     return found
 
 

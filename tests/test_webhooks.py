@@ -254,6 +254,7 @@ def test_an_unreachable_receiver_shows_no_connection_details(
         ("https://intranet.test/cb", False),  # resolves to 10.1.2.3
         ("https://10.1.2.3/cb", False),
         ("https://[fd12::5]/cb", False),
+        ("https://[::ffff:10.1.2.3]/cb", False),  # the same address in IPv6 notation
     ],
 )
 def test_private_addresses_open_only_with_allow_private(url: str, allowed: bool) -> None:
