@@ -16,6 +16,7 @@ from api.admission import KeyQuota
 from api.security import authenticate
 from api.submission import Submitter
 from api.webhook_policy import WebhookPolicy
+from ocrq.errors import Unauthorized
 from ocrq.jobs.access import Caller
 from ocrq.settings import Settings
 
@@ -53,12 +54,30 @@ SubmitterDep = Annotated[Submitter, Depends(get_submitter)]
 
 
 def require_api_key(
+    request: Request,
     sessions: SessionsDep,
-    key: Annotated[str | None, Security(API_KEY_HEADER)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    _key: Annotated[str | None, Security(API_KEY_HEADER)],
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
 ) -> Caller:
-    """Who is calling; 401 (``unauthorized``) for a missing, unknown or revoked key."""
-    return authenticate(sessions, key or (bearer.credentials if bearer else None))
+    """Who is calling; 401 (``unauthorized``) for a missing, unknown or revoked key.
+
+    The two security dependencies document both ways in OpenAPI; the raw headers
+    decide, because they also show an empty header. A key sent both ways must be
+    the same key: a request carrying one good and one bad credential is refused.
+    """
+    return authenticate(sessions, _credential(request))
+
+
+def _credential(request: Request) -> str | None:
+    given = []
+    if (header := request.headers.get("x-api-key")) is not None:
+        given.append(header.strip())
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        given.append(token.strip())
+    if len(set(given)) > 1 or "" in given:
+        raise Unauthorized("send one API key, once: in `Authorization: Bearer KEY` or in `X-API-Key`")
+    return given[0] if given else None
 
 
 CallerDep = Annotated[Caller, Depends(require_api_key)]

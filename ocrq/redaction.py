@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 MASK = "***"
@@ -64,22 +65,48 @@ class _Redacting:
 
     A factory sees every record of every logger (ours, Celery's, uvicorn's)
     before any handler formats it; a filter on one logger would miss records
-    that propagate past it.
+    that propagate past it. Records without credentials are left exactly as
+    they are (uvicorn's access formatter unpacks ``args`` itself); in the
+    others each argument is masked, or, failing that, the whole message.
     """
 
-    def __init__(self, inner: logging._LogRecordFactory) -> None:  # type: ignore[name-defined]
+    def __init__(self, inner: Callable[..., logging.LogRecord]) -> None:
         self.inner = inner
 
     def __call__(self, *args: object, **kwargs: object) -> logging.LogRecord:
         record = self.inner(*args, **kwargs)
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string is the caller's bug; log it as it is
-            return record
-        record.msg, record.args = mask_text(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = mask_text(logging.Formatter().formatException(record.exc_info))
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is the caller's bug; logging reports it later
+            return record
+        masked = mask_text(message)
+        if masked != message:
+            _mask_record(record, masked)
         return record
+
+
+def _mask_record(record: logging.LogRecord, masked: str) -> None:
+    record.msg = mask_text(record.msg) if isinstance(record.msg, str) else record.msg
+    if isinstance(record.args, tuple):
+        record.args = tuple(_masked_arg(arg) for arg in record.args)
+    elif isinstance(record.args, dict):
+        record.args = {key: _masked_arg(value) for key, value in record.args.items()}
+    try:
+        if record.getMessage() == masked:
+            return
+    except Exception:
+        pass
+    record.msg, record.args = masked, None  # the pieces did not add up: the whole text, masked
+
+
+def _masked_arg(arg: object) -> object:
+    if isinstance(arg, int | float | bool) or arg is None:
+        return arg
+    text = str(arg)
+    shown = mask_text(text)
+    return arg if shown == text else shown
 
 
 def install_log_redaction() -> None:

@@ -116,6 +116,31 @@ def test_log_records_are_masked_messages_and_tracebacks_alike(caplog: pytest.Log
     assert "redis://:***@10.0.0.5" in caplog.text and "postgresql://ocrq:***@db" in caplog.text
 
 
+def test_uvicorn_access_lines_still_format_and_their_secrets_are_masked() -> None:
+    """uvicorn's access formatter unpacks the record's arguments itself: they must stay a 5-tuple."""
+    from uvicorn.logging import AccessFormatter
+
+    install_log_redaction()
+    captured = io.StringIO()
+    handler = logging.StreamHandler(captured)
+    handler.setFormatter(
+        AccessFormatter('%(client_addr)s "%(request_line)s" %(status_code)s', use_colors=False)
+    )
+    access = logging.getLogger("ocrq.tests.access")
+    access.addHandler(handler)
+    access.propagate = False
+    try:
+        for path in ("/v1/jobs", "/v1/jobs?token=Tok-Secret-46"):
+            access.warning('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", path, "1.1", 200)
+    finally:
+        access.removeHandler(handler)
+    lines = captured.getvalue().splitlines()
+    assert lines == [
+        '127.0.0.1:5000 "GET /v1/jobs HTTP/1.1" 200 OK',
+        '127.0.0.1:5000 "GET /v1/jobs?token=*** HTTP/1.1" 200 OK',
+    ]
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
