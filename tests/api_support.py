@@ -15,12 +15,12 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.security import add_key
-from api.webhook_policy import Resolver
+from ocrq.api.rest.app import create_app
+from ocrq.api.rest.security import add_key
+from ocrq.api.rest.webhook_policy import Resolver
 from ocrq.jobs.access import Role
 from ocrq.settings import Settings
-from worker.batch import open_database
+from ocrq.worker.batch import open_database
 
 
 @dataclass
@@ -59,7 +59,7 @@ def make_key(settings: Settings, name: str | None = None, role: Role = Role.SUBM
 def running_api(settings: Settings, resolver: Resolver | None = None) -> Iterator[Api]:
     """The app from its factory, lifespan running (background runner, webhook sender).
 
-    ``resolver`` stands in for DNS when webhook hosts are named (see :mod:`api.webhook_policy`).
+    ``resolver`` stands in for DNS when webhook hosts are named (see :mod:`ocrq.api.rest.webhook_policy`).
     """
     key = make_key(settings)
     with TestClient(create_app(settings, resolver)) as client:

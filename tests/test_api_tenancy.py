@@ -23,15 +23,15 @@ from click.testing import CliRunner
 from fastapi import Depends, FastAPI
 from sqlalchemy import select
 
-from api.cli import cli
-from api.deps import SessionsDep, require_api_key
-from api.routes.common import MAX_ID, JobId
+from ocrq.api.cli import cli
+from ocrq.api.rest.deps import SessionsDep, require_api_key
+from ocrq.api.rest.routes.common import MAX_ID, JobId
 from ocrq.db.models import ApiKey, Document, Job
 from ocrq.jobs.access import Role
 from ocrq.settings import Settings
+from ocrq.worker.batch import BatchRequest, open_database, run_embedded_batch
 from tests.api_support import Api, as_key, make_key, running_api
 from tests.factories import make_text_image
-from worker.batch import BatchRequest, open_database, run_embedded_batch
 
 PUBLIC_ROUTES = {
     *("/healthz", "/readyz", "/metrics"),

@@ -17,14 +17,20 @@ from PIL import Image
 
 from ocrq.errors import ConfigurationError, EngineUnavailable
 from ocrq.schemas import PageTask
-from worker.engines.gpu_memory import GiB, GpuMemoryShort, MemoryGuard, nvml_index, stop_vllm_containers
-from worker.engines.hf_generate import RawAnswer
-from worker.engines.model_host import MicroBatcher, ModelHost
-from worker.engines.transformers import prepare_page, read_answer
-from worker.engines.vllm_request import choose_prompt, prepare_image
-from worker.models.registry import bundled_registry
-from worker.ocr_output.reading import read_layout
-from worker.ocr_output.resize import ResizePlan
+from ocrq.worker.engines.hf.engine import prepare_page, read_answer
+from ocrq.worker.engines.hf.generate import RawAnswer
+from ocrq.worker.engines.hf.gpu_memory import (
+    GiB,
+    GpuMemoryShort,
+    MemoryGuard,
+    nvml_index,
+    stop_vllm_containers,
+)
+from ocrq.worker.engines.hf.model_host import MicroBatcher, ModelHost
+from ocrq.worker.engines.vllm.request import choose_prompt, prepare_image
+from ocrq.worker.models.registry import bundled_registry
+from ocrq.worker.ocr_output.reading import read_layout
+from ocrq.worker.ocr_output.resize import ResizePlan
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from api.cli import cli
+from ocrq.api.cli import cli
 from ocrq.db.migrations import upgrade
 from ocrq.redaction import install_log_redaction, mask_text, mask_url
 from ocrq.settings import Settings

@@ -30,13 +30,13 @@ from ocrq.db.session import make_engine, make_session_factory
 from ocrq.errors import ConfigurationError, EngineUnavailable
 from ocrq.schemas import PageTask
 from ocrq.settings import Settings
+from ocrq.worker.batch import BatchRequest, run_embedded_batch
+from ocrq.worker.engines.hf.engine import EngineOptions, TransformersEngine, load_plan
+from ocrq.worker.engines.hf.gpu_memory import GiB, GpuMemoryShort, MemoryGuard
+from ocrq.worker.engines.hf.recipes import IncompatibleVersions, check_versions
 from tests.conftest import REPO_ROOT
 from tests.factories import make_text_pdf
 from tests.vllm_server import build_tiny_model, free_port, missing_vllm_reason
-from worker.batch import BatchRequest, run_embedded_batch
-from worker.engines.gpu_memory import GiB, GpuMemoryShort, MemoryGuard
-from worker.engines.hf_recipes import IncompatibleVersions, check_versions
-from worker.engines.transformers import EngineOptions, TransformersEngine, load_plan
 
 MISSING = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
 pytestmark = [
@@ -105,7 +105,7 @@ def test_building_the_engine_loads_nothing(tiny_settings: Callable[..., Settings
     settings = tiny_settings()
     script = (
         "import sys; from ocrq.settings import build_settings;"
-        "from worker.engines.selection import build_chain;"
+        "from ocrq.worker.engines.selection import build_chain;"
         f"chain = build_chain(build_settings(**{settings.model_dump(mode='json')!r}));"
         "engine = chain.engines[0];"
         "print(engine.name, engine.host.loaded, 'torch' in sys.modules, 'transformers' in sys.modules)"

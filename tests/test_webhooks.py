@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from api.webhook_policy import IPAddress, WebhookPolicy
+from ocrq.api.rest.webhook_policy import IPAddress, WebhookPolicy
 from ocrq.errors import CallbackNotAllowed
 from ocrq.settings import Settings
 from tests.api_support import Api, WebhookReceiver, running_api, webhook_receiver

@@ -1,1 +1,1 @@
-"""Jobs, documents and pages: every state change (store), the typed read model (view), who may see what."""
+"""A job's home: every state change (store), the typed read model (view), its options, who may see it."""

@@ -1,0 +1,266 @@
+"""The vLLM engine: dots.ocr and other vision-language models behind vLLM's OpenAI-compatible server.
+
+Per page: resize with the model's rule, send one chat completion, read the answer (layout JSON or
+text). Two bounded recoveries happen here, because only the engine knows the page and the model:
+
+* the page exceeds the context → render it smaller (by vLLM's own token numbers) and ask again;
+* the generation looped or was cut by ``max_tokens`` → climb a ladder (temperature up, or more
+  output tokens when there is room), keeping the best answer; give up only when none is usable.
+
+Server trouble (down, 5xx, timeouts) is the client's to retry and then to report as a retryable
+error, so a circuit breaker can wrap this engine and the chain can fall back per page.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+
+import httpx
+from PIL import Image
+
+from ocrq.errors import (
+    ConfigurationError,
+    ContextTooLong,
+    DegenerateOutput,
+    EngineUnavailable,
+    ModelNotServed,
+)
+from ocrq.schemas import PageResult, PageTask
+from ocrq.settings import Settings
+from ocrq.worker.engines.vllm.client import ClientConfig, Completion, ContextOverflow, VllmClient
+from ocrq.worker.engines.vllm.request import (
+    PreparedImage,
+    PromptChoice,
+    Rung,
+    build_payload,
+    choose_prompt,
+    prepare_image,
+    prompt_text,
+    reads_layout,
+)
+from ocrq.worker.models.registry import ModelSpec, Registry, bundled_registry
+from ocrq.worker.ocr_output.reading import Reading, page_result, read_layout, read_text
+
+log = logging.getLogger(__name__)
+
+TEMPERATURE_STEP = 0.3
+MAX_TEMPERATURE = 1.0
+MIN_OUTPUT_TOKENS = 64
+"""Below this, a page cannot say much: shrinking the image beats shrinking the answer."""
+BLIND_DOWNSCALE = 0.5
+"""Pixel factor when vLLM's message gives no token numbers to aim with."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    ladder_retries: int = 2
+    downscale_retries: int = 3
+    drop_page_headers: bool = False
+    color: bool = False
+    """Pages go grey unless asked: half the rendering and encoding CPU, and most scans are grey anyway."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineOptions:
+        return cls(
+            settings.vllm_ladder_retries,
+            settings.vllm_downscale_retries,
+            settings.vllm_drop_page_headers,
+            settings.vllm_color,
+        )
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What a page cost across every request made for it (retries included)."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    readings: list[Reading] = field(default_factory=list)
+
+    def add(self, completion: Completion) -> None:
+        self.tokens_in += completion.prompt_tokens or 0
+        self.tokens_out += completion.completion_tokens or 0
+
+
+@dataclass(slots=True)
+class _Page:
+    """One page's request inputs, kept across the ladder's rungs."""
+
+    image: Image.Image
+    task: PageTask
+    choice: PromptChoice
+    prepared_at: dict[int, PreparedImage] = field(default_factory=dict)
+
+
+def next_rung(rung: Rung, reading: Reading, room: int | None) -> Rung:
+    """More output tokens for an honest truncation (content so far, no loop) with room left;
+    otherwise a hotter sample, to leave a loop or an answer that went wrong from the start."""
+    if reading.truncated and not reading.looped and reading.usable:
+        bigger = rung.max_tokens * 2 if room is None else min(rung.max_tokens * 2, room)
+        if bigger > rung.max_tokens:
+            return replace(rung, max_tokens=bigger)
+    hotter = min(MAX_TEMPERATURE, max(rung.temperature, 0.0) + TEMPERATURE_STEP)
+    return replace(rung, temperature=hotter)
+
+
+def best_reading(readings: list[Reading]) -> Reading | None:
+    """Prefer loop-free, then complete, then the most content; None when nothing is usable."""
+    usable = [reading for reading in readings if reading.usable]
+    if not usable:
+        return None
+    return max(usable, key=lambda r: (not r.looped, not r.truncated, len(r.cells), len(r.text)))
+
+
+def shrink_for(
+    overflow: ContextOverflow, prepared: PreparedImage, rung: Rung, min_pixels: int
+) -> tuple[int, Rung]:
+    """A smaller pixel budget (or a smaller max_tokens) that should fit, aimed by vLLM's numbers."""
+    limit, prompt = overflow.limit, overflow.prompt_tokens
+    pixels = prepared.plan.target[0] * prepared.plan.target[1]
+    if overflow.output_too_large and limit:
+        room = limit - (prompt or limit // 2)
+        if room >= MIN_OUTPUT_TOKENS:
+            return pixels, replace(rung, max_tokens=room)
+    ratio = BLIND_DOWNSCALE
+    if limit and prompt:
+        ratio = min(0.9, max(0.1, (limit - min(rung.max_tokens, limit // 2)) / prompt))
+    budget = max(min_pixels, int(pixels * ratio))
+    if budget >= pixels:
+        raise ContextTooLong(f"page cannot shrink below {pixels} px to fit: {overflow.message}")
+    return budget, rung
+
+
+class VllmEngine:
+    """:class:`~ocrq.worker.engines.base.Engine` for one model on one vLLM server; thread-safe."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        client: VllmClient,
+        served_name: str | None = None,
+        options: EngineOptions | None = None,
+    ) -> None:
+        self.spec, self.client = spec, client
+        self.model = served_name or spec.served_name
+        self.options = options or EngineOptions()
+        self.max_in_flight = client.config.max_in_flight
+        self.image_mode = "RGB" if self.options.color else "L"
+        self._max_model_len: int | None = spec.vllm.max_model_len if spec.vllm else None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        registry: Registry | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> VllmEngine:
+        """Unset URL: not configured here (the chain skips it). A wrong model: fail now, not per page."""
+        config = ClientConfig.from_settings(settings)
+        spec = (registry or bundled_registry()).get(settings.vllm_model)
+        if spec.vllm is None:
+            raise ConfigurationError(f"model {spec.key} cannot be served by vLLM (backends: {spec.backends})")
+        engine = cls(
+            spec,
+            VllmClient(config, transport),
+            settings.vllm_served_model_name,
+            EngineOptions.from_settings(settings),
+        )
+        engine.check_model()
+        return engine
+
+    def check_model(self) -> None:
+        """If the server is up and lists its models, ours must be among them (a loading one is let be)."""
+        served = self.client.served_models()
+        if served and self.model not in served:
+            self.client.close()
+            raise ModelNotServed(
+                f"vLLM at {self.client.config.shown_url} serves {', '.join(served)}, not {self.model!r}; "
+                "set OCRQ_VLLM_SERVED_MODEL_NAME (or OCRQ_VLLM_MODEL) to match"
+            )
+        if served.get(self.model):
+            self._max_model_len = served[self.model]
+
+    def ready(self) -> bool:
+        """Cheap health probe, for a circuit breaker's half-open state and for ``ocrq doctor``."""
+        return self.client.health()
+
+    def recognize(self, image: Image.Image, task: PageTask) -> PageResult:
+        started, tally = time.perf_counter(), _Tally()
+        page = _Page(image, task, choose_prompt(self.spec, task))
+        rung, budget = Rung(self.spec.temperature, self.spec.max_tokens), self.spec.max_pixels
+        for _ in range(self.options.ladder_retries + 1):
+            completion, prepared, rung, budget = self._fitting_request(page, rung, budget)
+            tally.add(completion)
+            reading = self._read(completion, page.choice, prepared)
+            tally.readings.append(reading)
+            if reading.clean:
+                break
+            log.info(
+                "vLLM page not clean (looped=%s truncated=%s), next rung", reading.looped, reading.truncated
+            )
+            rung = next_rung(rung, reading, self._room(completion))
+        return self._result(tally, task, started)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _fitting_request(
+        self, page: _Page, rung: Rung, budget: int
+    ) -> tuple[Completion, PreparedImage, Rung, int]:
+        """Send the page, shrinking it (or its max_tokens) while vLLM says it exceeds the context."""
+        for _ in range(self.options.downscale_retries + 1):
+            prepared = self._prepared(page, budget)
+            try:
+                return self._send(page, prepared, rung), prepared, rung, budget
+            except ContextOverflow as overflow:
+                last = overflow
+                budget, rung = shrink_for(overflow, prepared, rung, self.spec.min_pixels)
+                log.info("page over the context; retrying at %d px, max_tokens %d", budget, rung.max_tokens)
+        raise ContextTooLong(
+            f"page still exceeds the context after {self.options.downscale_retries} downscales: "
+            + last.message
+        )
+
+    def _prepared(self, page: _Page, budget: int) -> PreparedImage:
+        """Ladder rungs resend the same pixels: resize and encode once per pixel budget."""
+        if budget not in page.prepared_at:
+            page.prepared_at[budget] = prepare_image(page.image, self.spec, budget, page.choice.crop)
+        return page.prepared_at[budget]
+
+    def _send(self, page: _Page, prepared: PreparedImage, rung: Rung) -> Completion:
+        text = prompt_text(self.spec, page.choice, page.task, prepared.plan)
+        return self.client.chat(build_payload(self.model, self.spec, text, prepared.data_url, rung))
+
+    def _read(self, completion: Completion, choice: PromptChoice, prepared: PreparedImage) -> Reading:
+        if reads_layout(self.spec, choice):
+            return read_layout(
+                completion.content, completion.finish_reason, prepared.plan, self.options.drop_page_headers
+            )
+        return read_text(completion.content, completion.finish_reason)
+
+    def _room(self, completion: Completion) -> int | None:
+        if self._max_model_len is None or completion.prompt_tokens is None:
+            return None
+        return self._max_model_len - completion.prompt_tokens
+
+    def _result(self, tally: _Tally, task: PageTask, started: float) -> PageResult:
+        reading = best_reading(tally.readings)
+        if reading is None:
+            raise DegenerateOutput(
+                f"{self.model} gave no usable answer in {len(tally.readings)} generations "
+                f"(looped={any(r.looped for r in tally.readings)}, "
+                f"truncated={any(r.truncated for r in tally.readings)})"
+            )
+        tokens = (tally.tokens_in, tally.tokens_out)
+        return page_result(reading, task, engine=self.name, model=self.model, tokens=tokens, started=started)
+
+
+def vllm_engine(settings: Settings) -> VllmEngine:
+    """The factory :mod:`ocrq.worker.engines.selection` uses; ``EngineUnavailable`` when no URL is set."""
+    if not settings.vllm_server_url():
+        raise EngineUnavailable("no vLLM server for this model (OCRQ_VLLM_URL / OCRQ_VLLM_MODEL_URLS)")
+    return VllmEngine.from_settings(settings)
