@@ -196,11 +196,9 @@ def _check_no_foreign_markers(world: World, method: str, template: str, problems
     tenants = (world.alpha, world.bravo, world.keyless)
     for caller in (None, world.alpha, world.bravo):
         for subject in tenants:
+            body = world.call(caller, method, _fill(template, subject.ids, [])).text
             for target in tenants:
-                if caller is target:
-                    continue
-                body = world.call(caller, method, _fill(template, subject.ids, [])).text
-                leaked = [m for m in target.markers if m in body]
+                leaked = [m for m in target.markers if m in body] if caller is not target else []
                 if leaked:
                     who = caller.name if caller else "anonymous"
                     problems.append(f"{method} {template} as {who}: {target.name}'s {leaked} in the answer")
