@@ -114,3 +114,10 @@ def test_the_vllm_service_serves_what_the_registry_says(compose: dict[str, Any])
     gpu_worker = compose["services"]["worker-gpu"]
     assert gpu_worker["depends_on"]["vllm"]["condition"] == "service_healthy"
     assert gpu_worker["environment"]["OCRQ_VLLM_URL"] == "http://vllm:8000"
+
+
+def test_flower_is_published_on_the_hosts_loopback_only(compose: dict[str, Any]) -> None:
+    flower = compose["services"]["flower"]
+    assert flower["ports"] and all(str(port).startswith("127.0.0.1:") for port in flower["ports"])
+    assert "OCRQ_FLOWER_BASIC_AUTH" not in compose["x-ocrq"]["environment"]  # only Flower holds it
+    assert flower["environment"]["OCRQ_FLOWER_BASIC_AUTH"] == "${OCRQ_FLOWER_BASIC_AUTH:-}"  # no default

@@ -8,9 +8,10 @@ the chain. GPU memory is information only (NVML is absent on CPU hosts).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ocrq.errors import OcrqError
+from ocrq.redaction import mask_text, mask_url
 from ocrq.settings import Settings
 
 
@@ -26,8 +27,10 @@ CheckRun = Callable[[Settings], "Check | list[Check] | None"]
 
 
 def run_checks(settings: Settings) -> list[Check]:
+    """Every line masked: a URL's credentials may also come back inside a library's error message."""
     checks: list[CheckRun] = [check_database, check_broker, check_vllm, check_tesseract, check_gpu]
-    return [check for run in checks for check in _guarded(run, settings)]
+    found = [check for run in checks for check in _guarded(run, settings)]
+    return [replace(check, detail=mask_text(check.detail)) for check in found]
 
 
 def _guarded(run: CheckRun, settings: Settings) -> list[Check]:
@@ -70,7 +73,7 @@ def check_broker(settings: Settings) -> Check | None:
         depth = {q: client.llen(q) for q in (settings.gpu_queue, settings.cpu_queue)}
     finally:
         client.close()
-    return Check("broker", True, f"{settings.broker_url}: up, queued {depth}")
+    return Check("broker", True, f"{mask_url(settings.broker_url)}: up, queued {depth}")
 
 
 def check_vllm(settings: Settings) -> list[Check]:
@@ -90,7 +93,7 @@ def _check_vllm_server(settings: Settings, url: str) -> Check:
         client.close()
     served = ", ".join(f"{name} (max_model_len {length})" for name, length in models.items()) or "none"
     state = "ok" if healthy else "down"
-    return Check("vllm", healthy and bool(models), f"{url}: health {state}; models: {served}")
+    return Check("vllm", healthy and bool(models), f"{mask_url(url)}: health {state}; models: {served}")
 
 
 def check_tesseract(settings: Settings) -> Check | None:

@@ -10,14 +10,18 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ocrq.api.rest.queries import get_visible_document
 from ocrq.db.models import Document, Page
-from ocrq.errors import JobNotFinished, ResourceNotFound
+from ocrq.errors import JobNotFinished, OutputError, ResourceNotFound
+from ocrq.jobs.access import Caller
+from ocrq.redaction import hide_server_paths
 from ocrq.settings import Settings
 from ocrq.worker.results.files import document_entry, document_json_parts, document_pages, markdown_parts
 from ocrq.worker.results.formats import alto_parts, page_picture, searchable_pdf_to, text_parts
@@ -34,12 +38,13 @@ DOCUMENT_MEDIA_TYPES: dict[str, str] = {
 FILE_SUFFIXES = {"md": ".md", "json": ".json", "txt": ".txt", "alto": ".alto.xml", "pdf": ".pdf"}
 
 
-def finished_document(sessions: sessionmaker[Session], document_id: int) -> str:
-    """The document's file name; 404 when unknown, 409 while its pages are still being read."""
+def finished_document(sessions: sessionmaker[Session], caller: Caller, document_id: int) -> str:
+    """The document's file name; 404 when unknown or another tenant's, 409 while still being read.
+
+    The caller is checked here, before the response starts: the body's producers run later.
+    """
     with sessions() as session:
-        document = session.get(Document, document_id)
-        if document is None:
-            raise ResourceNotFound(f"no document {document_id}")
+        document = get_visible_document(session, caller, document_id)
         if document.finished_at is None:
             raise JobNotFinished(f"document {document_id} is still being read")
         return Path(document.relpath).name
@@ -57,9 +62,8 @@ def stream_document(
 
 def _text_parts(session: Session, document: Document, fmt: DocumentFormat) -> Iterator[str]:
     if fmt == "json":
-        return document_json_parts(
-            {"id": document.id} | document_entry(document), document_pages(session, document)
-        )
+        entry = {"id": document.id} | document_entry(document, for_client=True)
+        return document_json_parts(entry, document_pages(session, document), client_of=document)
     if fmt == "md":
         return markdown_parts(document_pages(session, document))
     if fmt == "txt":
@@ -73,7 +77,9 @@ def prepare_pdf(sessions: sessionmaker[Session], settings: Settings, document_id
     target = scratch / "document.pdf"
     try:
         with sessions() as session:
-            searchable_pdf_to(session, session.get_one(Document, document_id), target, settings.output_pdfa)
+            document = session.get_one(Document, document_id)
+            with _client_paths(document):
+                searchable_pdf_to(session, document, target, settings.output_pdfa)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -90,14 +96,25 @@ def stream_and_remove(path: Path) -> Iterator[bytes]:
         shutil.rmtree(path.parent, ignore_errors=True)
 
 
-def page_layout_png(sessions: sessionmaker[Session], document_id: int, number: int) -> bytes:
-    """The page with its cells drawn; 404 for an unknown page, 409 when it cannot be drawn."""
+def page_layout_png(sessions: sessionmaker[Session], caller: Caller, document_id: int, number: int) -> bytes:
+    """The page with its cells drawn; 404 for an unknown (or another tenant's) page, 409 when it cannot be."""
     with sessions() as session:
-        document = session.get(Document, document_id)
+        document = get_visible_document(session, caller, document_id)
         page = session.scalar(select(Page).where(Page.document_id == document_id, Page.index == number - 1))
-        if document is None or page is None:
+        if page is None:
             raise ResourceNotFound(f"no page {number} in document {document_id}")
-        return page_picture(document, page)
+        with _client_paths(document):
+            return page_picture(document, page)
+
+
+@contextmanager
+def _client_paths(document: Document) -> Iterator[None]:
+    """An OutputError reaches the client without this server's paths in its message."""
+    try:
+        yield
+    except OutputError as error:
+        message = hide_server_paths(error.message, document.path, document.relpath) or error.message
+        raise type(error)(message) from error
 
 
 def download_name(name: str, fmt: str) -> str:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from ocrq.api.rest.deps import SessionsDep, SettingsDep
+from ocrq.api.rest.deps import CallerDep, SessionsDep, SettingsDep
 from ocrq.api.rest.document_results import (
     DOCUMENT_MEDIA_TYPES,
     DocumentFormat,
@@ -29,15 +29,17 @@ PageNumber = Annotated[int, Path(ge=1, le=MAX_ID, description="1-based")]
 
 
 @router.get("/documents/{document_id}", response_model=DocumentPublic)
-async def read_document(document_id: DocumentId, sessions: SessionsDep) -> DocumentPublic:
+async def read_document(document_id: DocumentId, caller: CallerDep, sessions: SessionsDep) -> DocumentPublic:
     """A document's status, type, page counts and error."""
-    return await run_in_threadpool(get_document, sessions, document_id)
+    return await run_in_threadpool(get_document, sessions, caller, document_id)
 
 
 @router.get("/documents/{document_id}/pages/{number}", response_model=PagePublic)
-async def read_page(document_id: DocumentId, number: PageNumber, sessions: SessionsDep) -> PagePublic:
+async def read_page(
+    document_id: DocumentId, number: PageNumber, caller: CallerDep, sessions: SessionsDep
+) -> PagePublic:
     """One page's text, Markdown, layout cells, engine and timings."""
-    return await run_in_threadpool(get_page, sessions, document_id, number)
+    return await run_in_threadpool(get_page, sessions, caller, document_id, number)
 
 
 @router.get(
@@ -47,12 +49,13 @@ async def read_page(document_id: DocumentId, number: PageNumber, sessions: Sessi
 )
 async def read_document_result(
     document_id: DocumentId,
+    caller: CallerDep,
     sessions: SessionsDep,
     settings: SettingsDep,
     format: Annotated[DocumentFormat, Query()] = "json",
 ) -> StreamingResponse:
     """The finished document as ``md``, ``json``, ``txt``, ``alto`` (ALTO XML v4) or ``pdf`` (searchable)."""
-    name = await run_in_threadpool(finished_document, sessions, document_id)
+    name = await run_in_threadpool(finished_document, sessions, caller, document_id)
     headers = {"Content-Disposition": f'attachment; filename="{download_name(name, format)}"'}
     if format == "pdf":
         path = await run_in_threadpool(prepare_pdf, sessions, settings, document_id)
@@ -67,7 +70,9 @@ async def read_document_result(
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}} | error_responses(409),
 )
-async def read_page_layout(document_id: DocumentId, number: PageNumber, sessions: SessionsDep) -> Response:
+async def read_page_layout(
+    document_id: DocumentId, number: PageNumber, caller: CallerDep, sessions: SessionsDep
+) -> Response:
     """The page drawn small with its layout cells: box, category colour and reading-order number."""
-    png = await run_in_threadpool(page_layout_png, sessions, document_id, number)
+    png = await run_in_threadpool(page_layout_png, sessions, caller, document_id, number)
     return Response(png, media_type="image/png")

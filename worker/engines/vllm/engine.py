@@ -178,7 +178,7 @@ class VllmEngine:
         if served and self.model not in served:
             self.client.close()
             raise ModelNotServed(
-                f"vLLM at {self.client.config.base_url} serves {', '.join(served)}, not {self.model!r}; "
+                f"vLLM at {self.client.config.shown_url} serves {', '.join(served)}, not {self.model!r}; "
                 "set OCRQ_VLLM_SERVED_MODEL_NAME (or OCRQ_VLLM_MODEL) to match"
             )
         if served.get(self.model):
