@@ -66,6 +66,21 @@ class PageRenderError(InputError):
     code = "render_failed"
 
 
+# --- result files: a format could not be written; the document's other files stand ----
+
+
+class OutputError(OcrqError):
+    """One result format of one document could not be written (its source gone, a library refusal)."""
+
+    code = "output_failed"
+
+
+class PdfaNotReached(OutputError):
+    """The searchable PDF was written, but not as PDF/A: the source holds what PDF/A forbids."""
+
+    code = "pdfa_failed"
+
+
 # --- engines: the OCR backend is the problem ---------------------------------
 
 

@@ -72,17 +72,50 @@ LAYOUT_CATEGORIES = (
 
 
 @dataclass(frozen=True, slots=True)
+class Word:
+    """A word an engine located itself (Tesseract, a PDF's own text), in page pixels."""
+
+    bbox: tuple[int, int, int, int]
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"bbox": list(self.bbox), "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class TextLine:
+    """A line of measured words; engines that only know blocks (VLMs) leave cells without lines."""
+
+    bbox: tuple[int, int, int, int]
+    words: tuple[Word, ...]
+    angle: int = 0
+    """Counter-clockwise turn of the text in the page image: 90 reads bottom to top (a sideways scan)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        line: dict[str, Any] = {"bbox": list(self.bbox), "words": [word.as_dict() for word in self.words]}
+        return line | ({"angle": self.angle} if self.angle else {})
+
+
+@dataclass(frozen=True, slots=True)
 class LayoutCell:
-    """One layout element in dots.ocr's schema; ``bbox`` is in page pixels."""
+    """One layout element in dots.ocr's schema; ``bbox`` is in page pixels.
+
+    ``lines`` holds measured line and word boxes when the engine has them; the result
+    formats (searchable PDF, ALTO) estimate them from ``text`` otherwise
+    (:mod:`ocrq.worker.results.words`).
+    """
 
     bbox: tuple[int, int, int, int]
     category: str
     text: str | None = None
+    lines: tuple[TextLine, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         cell: dict[str, Any] = {"bbox": list(self.bbox), "category": self.category}
         if self.text is not None:
             cell["text"] = self.text
+        if self.lines:
+            cell["lines"] = [line.as_dict() for line in self.lines]
         return cell
 
 

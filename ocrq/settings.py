@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from ocrq.schemas import PromptMode
 
 KNOWN_ENGINES = ("vllm", "transformers", "tesseract")
+OUTPUT_FORMATS = ("md", "json", "txt", "pdf", "alto", "layout")
+DEFAULT_OUTPUTS = OUTPUT_FORMATS
+"""All of them: together they cost about two page renders, little beside OCR (bench/searchable_pdf.py)."""
 JOB_OVERRIDABLE = (
     "engines",
     "render_dpi",
@@ -67,6 +70,10 @@ class Settings(BaseSettings):
     output_dir: Path = Path("results")
     output_markdown: bool = True
     output_json: bool = True
+    outputs: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_OUTPUTS))
+    """Result files per document: md, json, txt, pdf (searchable), alto (ALTO XML v4), layout (pictures)."""
+    output_pdfa: bool = False
+    """Write the searchable PDF as PDF/A-2b (pikepdf prepares and validates it); falls back with a reason."""
 
     # --- Celery (used only with a broker) -------------------------------------
     gpu_queue: str = "gpu"
@@ -189,6 +196,28 @@ class Settings(BaseSettings):
         return value
 
     # --- end REST API ---------------------------------------------------------------
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _split_outputs(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("outputs")
+    @classmethod
+    def _known_outputs(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(OUTPUT_FORMATS))
+        if unknown:
+            raise ValueError(f"unknown output format(s) {unknown}; known: {list(OUTPUT_FORMATS)}")
+        return [name for name in OUTPUT_FORMATS if name in value]
+
+    def wants(self, output: str) -> bool:
+        """Whether a format is written; ``OCRQ_OUTPUT_JSON``/``_MARKDOWN=false`` still turn those off."""
+        switched_off = (output == "md" and not self.output_markdown) or (
+            output == "json" and not self.output_json
+        )
+        return output in self.outputs and not switched_off
 
     @field_validator("engines", mode="before")
     @classmethod

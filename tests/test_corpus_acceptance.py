@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,23 @@ def test_character_error_rate_against_ground_truth(corpus_run: tuple[int, dict[s
     assert len(rates) >= 15
     for name, bound in CER_BOUNDS.items():
         assert rates[name] <= bound, (name, rates[name])
+
+
+def test_every_document_read_gets_every_format_and_a_clean_pdf(
+    corpus_run: tuple[int, dict[str, dict], Path],
+) -> None:
+    """Real files (odd xrefs, rotations, 117-page PDFs, TIFFs) through every result format."""
+    _, documents, out = corpus_run
+    done = {name: doc for name, doc in documents.items() if doc["status"] == "done"}
+    assert len(done) >= 20
+    for name, doc in done.items():
+        assert set(doc["outputs"]) == {"md", "json", "txt", "pdf", "alto", "layout"}, name
+        assert doc["output_errors"] == {}, name
+        check = subprocess.run(["qpdf", "--check", str(out / f"{name}.pdf")], capture_output=True, text=True)
+        assert check.returncode == 0, (name, check.stdout[-300:])
+        pages = json.loads((out / f"{name}.json").read_text())["pages"]
+        with_cells = [page for page in pages if page["cells"]]
+        assert len(list((out / f"{name}.layout").iterdir())) == len(with_cells), name  # blank pages: none
 
 
 def _page_texts(result_json: Path) -> list[str]:

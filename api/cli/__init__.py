@@ -14,7 +14,7 @@ import click
 
 from ocrq.api.cli.console import PageProgressBar, print_summary
 from ocrq.api.cli.doctor import doctor
-from ocrq.api.cli.exits import EXIT_OK, err_console, exit_for, load_settings, or_exit
+from ocrq.api.cli.exits import EXIT_OK, OUTPUTS_HELP, err_console, exit_for, load_settings, or_exit
 from ocrq.api.cli.hf_cache import hf_cache_command
 from ocrq.api.cli.models import models_command
 from ocrq.api.cli.queue import QUEUE_COMMANDS, submit_to_queue
@@ -46,13 +46,16 @@ def cli(verbose: bool) -> None:
     "--force", is_flag=True, help="OCR again documents already done with the same content and settings."
 )
 @click.option("--wait", is_flag=True, help="With a broker: follow the job to its end and write results.")
-def submit_batch(paths: tuple[Path, ...], out_dir: Path | None, force: bool, wait: bool) -> None:
+@click.option("--outputs", help=OUTPUTS_HELP)
+def submit_batch(
+    paths: tuple[Path, ...], out_dir: Path | None, force: bool, wait: bool, outputs: str | None
+) -> None:
     """OCR every document in PATHS (files or folders, walked recursively).
 
     Without OCRQ_BROKER_URL the work runs here; with it, the job is queued for
     workers and its id printed (``--wait`` follows it like the embedded run).
     """
-    settings = load_settings()
+    settings = load_settings(outputs)
     out = out_dir or settings.output_dir
     if not settings.embedded:
         submit_to_queue(settings, list(paths), out, force=force, wait=wait)

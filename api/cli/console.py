@@ -69,7 +69,21 @@ def print_summary(console: Console, batch: dict[str, Any], out_dir: str) -> None
     table.add_row(docs, f"{pages['done']} done, {pages['failed']} failed of {pages['total']}", engines)
     console.print(table)
     _print_problems(console, batch["documents"])
+    _print_output_errors(console, batch["documents"])
     console.print(f"Results in {out_dir}/ (batch.json lists every document)")
+
+
+def _print_output_errors(console: Console, documents: list[dict[str, Any]]) -> None:
+    """Result files not written (or written with a warning, like PDF/A not reached)."""
+    rows = [(d["path"], name, e) for d in documents for name, e in (d.get("output_errors") or {}).items()]
+    if not rows:
+        return
+    table = Table(title="Result files with problems", show_header=True)
+    for column in ("document", "format", "error", "message"):
+        table.add_column(column, overflow="fold")
+    for path, name, error in rows:
+        table.add_row(path, name, error["code"], error["message"])
+    console.print(table)
 
 
 def _print_problems(console: Console, documents: list[dict[str, Any]]) -> None:

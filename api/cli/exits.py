@@ -22,10 +22,13 @@ EXIT_OK, EXIT_SYSTEM, EXIT_USAGE, EXIT_DOCUMENTS = 0, 1, 2, 3
 err_console = Console(stderr=True)
 
 
-def load_settings() -> Settings:
-    """Bad settings are a usage error (exit 2), with pydantic's explanation."""
+OUTPUTS_HELP = "Result files, comma-separated: md,json,txt,pdf,alto,layout (default: OCRQ_OUTPUTS)."
+
+
+def load_settings(outputs: str | None = None) -> Settings:
+    """Bad settings are a usage error (exit 2), with pydantic's explanation; ``--outputs`` wins."""
     try:
-        return build_settings()
+        return build_settings(**({"outputs": outputs} if outputs is not None else {}))
     except ValidationError as error:
         raise click.UsageError(mask_text(f"bad OCRQ_ settings:\n{error}")) from error
 

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.api.cli.console import PageProgressBar, print_summary
-from ocrq.api.cli.exits import EXIT_OK, err_console, exit_for, load_settings, or_exit
+from ocrq.api.cli.exits import EXIT_OK, OUTPUTS_HELP, err_console, exit_for, load_settings, or_exit
 from ocrq.settings import Settings
 
 POLL_SECONDS = 1.0
@@ -91,11 +91,12 @@ def cancel(job_id: int) -> None:
 @click.command()
 @click.argument("job_id", type=int)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
-def results(job_id: int, out_dir: Path) -> None:
-    """Write a job's Markdown, JSON and batch.json from the database."""
+@click.option("--outputs", help=OUTPUTS_HELP)
+def results(job_id: int, out_dir: Path, outputs: str | None) -> None:
+    """Write a job's result files (Markdown, JSON, text, PDF, ALTO...) and batch.json from the database."""
     from ocrq.worker.results.files import write_job_outputs
 
-    settings = load_settings()
+    settings = load_settings(outputs)
     _, sessions = _open(settings)
     batch = or_exit(lambda: write_job_outputs(sessions, job_id, out_dir, settings))
     print_summary(err_console, batch, str(out_dir))

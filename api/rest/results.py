@@ -1,4 +1,4 @@
-"""A finished job's results, streamed: Markdown, JSON, JSON Lines, or a zip of the result files.
+"""A finished job's results, streamed: Markdown, JSON, JSON Lines, plain text, or a zip of the result files.
 
 Each format is produced document by document from the database, so a job of
 thousands of documents never sits whole in memory. The zip holds exactly what
@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.api.rest.queries import get_job, visible_documents
 from ocrq.api.rest.schemas import ResultFormat
 from ocrq.db.models import Document, Page
+from ocrq.errors import RequestError
 from ocrq.jobs.access import Caller
-from ocrq.settings import Settings
+from ocrq.settings import OUTPUT_FORMATS, Settings
 from ocrq.worker.results.files import (
     document_entry,
     document_markdown,
@@ -30,12 +31,14 @@ from ocrq.worker.results.files import (
     page_entry,
     write_job_outputs,
 )
+from ocrq.worker.results.formats import text_parts
 
 CHUNK_BYTES = 256 * 1024
 MEDIA_TYPES: dict[str, str] = {
     "md": "text/markdown; charset=utf-8",
     "json": "application/json",
     "jsonl": "application/x-ndjson",
+    "txt": "text/plain; charset=utf-8",
     "zip": "application/zip",
 }
 
@@ -46,10 +49,19 @@ def stream_result(
     """Checks, before any byte is produced, that the caller may see the job (404 otherwise)."""
     with sessions() as session:
         get_job(session, caller, job_id)
-    producers = {"md": _markdown, "json": _json, "jsonl": _jsonl}
+    producers = {"md": _markdown, "json": _json, "jsonl": _jsonl, "txt": _text}
     if fmt == "zip":
         return _zip(sessions, settings, job_id)
     return (part.encode() for part in producers[fmt](sessions, caller, job_id))
+
+
+def output_formats(names: str) -> list[str]:
+    """``?outputs=pdf,alto`` as a list, refusing names ocrq does not write."""
+    chosen = [name.strip().lower() for name in names.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(OUTPUT_FORMATS))
+    if unknown or not chosen:
+        raise RequestError(f"outputs must name some of {', '.join(OUTPUT_FORMATS)}; not {unknown or names!r}")
+    return chosen
 
 
 def _document_ids(sessions: sessionmaker[Session], caller: Caller, job_id: int) -> list[int]:
@@ -79,6 +91,15 @@ def _markdown(sessions: sessionmaker[Session], caller: Caller, job_id: int) -> I
         document, pages = _document_with_pages(sessions, document_id)
         yield f"<!-- document: {document.relpath} ({document.status}) -->\n\n"
         yield (document_markdown(pages) if pages else f"<!-- no pages: {document.error_code} -->\n") + "\n"
+
+
+def _text(sessions: sessionmaker[Session], caller: Caller, job_id: int) -> Iterator[str]:
+    """Each document's ``.txt`` under a header line naming it; pages apart by form feeds."""
+    for document_id in _document_ids(sessions, caller, job_id):
+        with sessions() as session:
+            document = session.get_one(Document, document_id)
+            yield f"==> {document.relpath} ({document.status}) <==\n"
+            yield from text_parts(session, document)
 
 
 def _jsonl(sessions: sessionmaker[Session], caller: Caller, job_id: int) -> Iterator[str]:

@@ -21,7 +21,7 @@ def _as_utc(moment: datetime) -> datetime:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 EngineName = Literal["vllm", "transformers", "tesseract"]
-ResultFormat = Literal["md", "json", "jsonl", "zip"]
+ResultFormat = Literal["md", "json", "jsonl", "txt", "zip"]
 WebhookOutcome = Literal["delivered", "failed", "unreachable"]
 
 

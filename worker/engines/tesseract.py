@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from ocrq.errors import EngineFailed, EngineUnavailable, InputError, PageRenderError
-from ocrq.schemas import LayoutCell, PageResult, PageTask, PromptMode
+from ocrq.schemas import LayoutCell, PageResult, PageTask, PromptMode, TextLine, Word
 from ocrq.settings import Settings
 from ocrq.worker.engines.tessdata import require_languages, split_langs
 
@@ -52,6 +52,17 @@ BLOCK_CATEGORIES: dict[int, str] = (
     if tesserocr
     else {}
 )
+
+_ANGLE_BY_ORIENTATION = (
+    {
+        tesserocr.Orientation.PAGE_RIGHT: 270,
+        tesserocr.Orientation.PAGE_DOWN: 180,
+        tesserocr.Orientation.PAGE_LEFT: 90,
+    }
+    if tesserocr
+    else {}
+)
+"""Where a line's top points, as the counter-clockwise turn of its text (sideways scans read by OSD)."""
 
 _CREDIBLE_DPI = range(70, 2401)
 ASSUMED_SCAN_DPI = 300
@@ -181,7 +192,8 @@ def _read(api: tesserocr.PyTessBaseAPI, page: Image.Image, task: PageTask) -> li
         return _cells(api.AnalyseLayout(), page.size, with_text=False)  # layout analysis only: much cheaper
     if not api.Recognize():
         raise EngineFailed(f"tesseract could not recognize a {page.width}x{page.height} page")
-    return _cells(api.GetIterator(), page.size, with_text=True)
+    cells = _cells(api.GetIterator(), page.size, with_text=True)
+    return _with_lines(cells, _lines(api.GetIterator(), page.size))
 
 
 def _set_page(api: tesserocr.PyTessBaseAPI, page: Image.Image) -> None:
@@ -247,6 +259,55 @@ def _cell(block: tesserocr.PyPageIterator, size: tuple[int, int], with_text: boo
         return LayoutCell(bbox, category)
     text = _block_text(block)
     return LayoutCell(bbox, category, text) if text else None
+
+
+def _lines(iterator: tesserocr.PyResultIterator | None, size: tuple[int, int]) -> list[TextLine]:
+    """Every recognised word with its box, grouped into Tesseract's text lines.
+
+    A second walk over the same result at word level, because the block walk cannot
+    descend; words are what the searchable PDF and ALTO place.
+    """
+    lines: list[TextLine] = []
+    words: list[Word] = []
+    angle = 0
+    for word in tesserocr.iterate_level(iterator, tesserocr.RIL.WORD) if iterator else ():
+        if word.Empty(tesserocr.RIL.WORD):
+            continue  # a blank page's empty block: GetUTF8Text would raise
+        if word.IsAtBeginningOf(tesserocr.RIL.TEXTLINE):
+            if words:
+                lines.append(_line(words, angle))
+            words, angle = [], _ANGLE_BY_ORIENTATION.get(word.Orientation()[0], 0)
+        box, text = word.BoundingBox(tesserocr.RIL.WORD), (word.GetUTF8Text(tesserocr.RIL.WORD) or "").strip()
+        if box is not None and text:
+            words.append(Word(_clamp(box, size), text))
+    return [*lines, _line(words, angle)] if words else lines
+
+
+def _line(words: list[Word], angle: int) -> TextLine:
+    boxes = [word.bbox for word in words]
+    bbox = (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+    return TextLine(bbox, tuple(words), angle)
+
+
+def _with_lines(cells: list[LayoutCell], lines: list[TextLine]) -> list[LayoutCell]:
+    """Each line goes to the first text cell holding its centre (blocks do not overlap in Tesseract)."""
+    owned: list[list[TextLine]] = [[] for _ in cells]
+    for line in lines:
+        centre = ((line.bbox[0] + line.bbox[2]) / 2, (line.bbox[1] + line.bbox[3]) / 2)
+        for index, cell in enumerate(cells):
+            x1, y1, x2, y2 = cell.bbox
+            if cell.text and x1 <= centre[0] <= x2 and y1 <= centre[1] <= y2:
+                owned[index].append(line)
+                break
+    return [
+        LayoutCell(cell.bbox, cell.category, cell.text, tuple(mine)) if mine else cell
+        for cell, mine in zip(cells, owned, strict=True)
+    ]
 
 
 def _block_text(block: tesserocr.PyResultIterator) -> str:

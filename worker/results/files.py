@@ -1,4 +1,4 @@
-"""Result files: ``<relpath>.md`` and ``<relpath>.json`` per document, and ``batch.json``.
+"""Result files: ``<relpath>.md``, ``.json`` and the other formats per document, and ``batch.json``.
 
 Everything is read back from the database, so ``--out`` can be written (or
 rewritten) after the fact from any job.
@@ -20,6 +20,7 @@ from ocrq.db.models import Document, Job, Page
 from ocrq.redaction import hide_server_paths
 from ocrq.schemas import PageStatus
 from ocrq.settings import Settings
+from ocrq.worker.results.formats import write_document_formats
 
 PAGES_PER_FETCH = 200
 
@@ -54,18 +55,26 @@ def _write_document(
     client_of = document if for_client else None
     target = out_dir / document.relpath
     outputs: dict[str, str] = {}
-    if settings.output_json:
+    if settings.wants("json"):
         outputs["json"] = _write_stream(
-            Path(f"{target}.json"), _document_json(entry, _pages(session, document), client_of)
+            Path(f"{target}.json"), document_json_parts(entry, document_pages(session, document), client_of)
         )
-    if settings.output_markdown and document.pages_done:
-        outputs["md"] = _write_stream(Path(f"{target}.md"), _markdown_parts(_pages(session, document)))
+    if settings.wants("md") and document.pages_done:
+        outputs["md"] = _write_stream(Path(f"{target}.md"), markdown_parts(document_pages(session, document)))
+    formats, errors = write_document_formats(session, document, target, settings)
+    outputs |= formats
     if for_client:
         outputs = {kind: Path(path).relative_to(out_dir).as_posix() for kind, path in outputs.items()}
-    return entry | {"outputs": outputs}
+        errors = {kind: _client_error(error, document) for kind, error in errors.items()}
+    return entry | {"outputs": outputs, "output_errors": errors}
 
 
-def _pages(session: Session, document: Document) -> Iterator[Page]:
+def _client_error(error: dict[str, str], document: Document) -> dict[str, str]:
+    """A result format's error as an API client may read it: no path of this server in it."""
+    return error | {"message": hide_server_paths(error["message"], document.path, document.relpath) or ""}
+
+
+def document_pages(session: Session, document: Document) -> Iterator[Page]:
     """In index order, a batch at a time, each page let go once written."""
     query = select(Page).where(Page.document_id == document.id).order_by(Page.index)
     for page in session.scalars(query.execution_options(yield_per=PAGES_PER_FETCH)):
@@ -73,7 +82,7 @@ def _pages(session: Session, document: Document) -> Iterator[Page]:
         session.expunge(page)
 
 
-def _document_json(
+def document_json_parts(
     entry: dict[str, Any], pages: Iterable[Page], client_of: Document | None = None
 ) -> Iterator[str]:
     yield _dumps(entry)[: -len("\n}")] + ',\n  "pages": ['
@@ -134,10 +143,10 @@ def page_entry(page: Page, client_of: Document | None = None) -> dict[str, Any]:
 
 
 def document_markdown(pages: Iterable[Page]) -> str:
-    return "".join(_markdown_parts(pages))
+    return "".join(markdown_parts(pages))
 
 
-def _markdown_parts(pages: Iterable[Page]) -> Iterator[str]:
+def markdown_parts(pages: Iterable[Page]) -> Iterator[str]:
     for number, page in enumerate(pages):
         failed = f"<!-- page failed: {page.error_code} -->"
         body = (page.markdown or "").strip() if page.status == PageStatus.DONE else failed

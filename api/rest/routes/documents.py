@@ -1,13 +1,24 @@
-"""``/v1/documents/{id}`` and its pages (text, Markdown, layout cells, engine, timings)."""
+"""``/v1/documents/{id}``: status, its result in any format, its pages and their layout pictures."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
-from ocrq.api.rest.deps import CallerDep, SessionsDep
+from ocrq.api.rest.deps import CallerDep, SessionsDep, SettingsDep
+from ocrq.api.rest.document_results import (
+    DOCUMENT_MEDIA_TYPES,
+    DocumentFormat,
+    download_name,
+    finished_document,
+    page_layout_png,
+    prepare_pdf,
+    stream_and_remove,
+    stream_document,
+)
 from ocrq.api.rest.queries import get_document, get_page
 from ocrq.api.rest.routes.common import MAX_ID, DocumentId, error_responses
 from ocrq.api.rest.schemas import DocumentPublic, PagePublic
@@ -29,3 +40,39 @@ async def read_page(
 ) -> PagePublic:
     """One page's text, Markdown, layout cells, engine and timings."""
     return await run_in_threadpool(get_page, sessions, caller, document_id, number)
+
+
+@router.get(
+    "/documents/{document_id}/result",
+    response_class=StreamingResponse,
+    responses={200: {"content": {t: {} for t in DOCUMENT_MEDIA_TYPES.values()}}} | error_responses(409),
+)
+async def read_document_result(
+    document_id: DocumentId,
+    caller: CallerDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    format: Annotated[DocumentFormat, Query()] = "json",
+) -> StreamingResponse:
+    """The finished document as ``md``, ``json``, ``txt``, ``alto`` (ALTO XML v4) or ``pdf`` (searchable)."""
+    name = await run_in_threadpool(finished_document, sessions, caller, document_id)
+    headers = {"Content-Disposition": f'attachment; filename="{download_name(name, format)}"'}
+    if format == "pdf":
+        path = await run_in_threadpool(prepare_pdf, sessions, settings, document_id)
+        body = stream_and_remove(path)
+    else:
+        body = stream_document(sessions, document_id, format)
+    return StreamingResponse(body, media_type=DOCUMENT_MEDIA_TYPES[format], headers=headers)
+
+
+@router.get(
+    "/documents/{document_id}/pages/{number}/layout.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}} | error_responses(409),
+)
+async def read_page_layout(
+    document_id: DocumentId, number: PageNumber, caller: CallerDep, sessions: SessionsDep
+) -> Response:
+    """The page drawn small with its layout cells: box, category colour and reading-order number."""
+    png = await run_in_threadpool(page_layout_png, sessions, caller, document_id, number)
+    return Response(png, media_type="image/png")

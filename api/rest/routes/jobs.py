@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from ocrq.api.rest.admission import KeyQuota, check_backlog, check_page_cap
 from ocrq.api.rest.deps import CallerDep, QuotaDep, SessionsDep, SettingsDep, SubmitterDep, WebhookPolicyDep
 from ocrq.api.rest.queries import is_finished, job_detail, job_links, list_documents, list_jobs
-from ocrq.api.rest.results import MEDIA_TYPES, stream_result
+from ocrq.api.rest.results import MEDIA_TYPES, output_formats, stream_result
 from ocrq.api.rest.routes.common import JobId, Limit, Offset, error_responses
 from ocrq.api.rest.schemas import (
     DocumentsPage,
@@ -245,10 +245,15 @@ async def read_result(
     sessions: SessionsDep,
     settings: SettingsDep,
     format: Annotated[ResultFormat, Query()] = "json",
+    outputs: Annotated[
+        str | None, Query(description="For zip: md,json,txt,pdf,alto,layout (default: OCRQ_OUTPUTS)")
+    ] = None,
 ) -> StreamingResponse:
-    """The finished job's results, streamed: ``md``, ``json``, ``jsonl`` (a document per line) or ``zip``."""
+    """The finished job's results, streamed: ``md``, ``json``, ``jsonl`` (a document per line), ``txt``,
+    or ``zip`` (every document's result files, as ``submit-batch --out`` writes them)."""
     if not await run_in_threadpool(is_finished, sessions, caller, job_id):
         raise JobNotFinished(f"job {job_id} has not finished; GET /v1/jobs/{job_id}?wait=60 waits for it")
     headers = {"Content-Disposition": f'attachment; filename="job-{job_id}.{format}"'}
-    body = await run_in_threadpool(stream_result, sessions, settings, caller, job_id, format)
+    chosen = settings.model_copy(update={"outputs": output_formats(outputs)}) if outputs else settings
+    body = await run_in_threadpool(stream_result, sessions, chosen, caller, job_id, format)
     return StreamingResponse(body, media_type=MEDIA_TYPES[format], headers=headers)
