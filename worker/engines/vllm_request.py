@@ -18,6 +18,7 @@ from PIL import Image, ImageChops
 
 from ocrq.errors import InputError, PageRenderError
 from ocrq.schemas import PageTask, PromptMode
+from worker.engines.ladder import Rung
 from worker.models.registry import ModelSpec
 from worker.ocr_output.resize import Box, ResizePlan, plan_resize
 
@@ -25,14 +26,6 @@ PNG_COMPRESS_LEVEL = 1
 """zlib level 1: on a rendered A4 page within a few % of level 6's size at a fraction of the time."""
 JPEG_QUALITY = 90
 LAYOUT_MODES = frozenset({PromptMode.LAYOUT_ALL, PromptMode.LAYOUT_ONLY})
-
-
-@dataclass(frozen=True, slots=True)
-class Rung:
-    """Sampling for one generation; the retry ladder climbs these."""
-
-    temperature: float
-    max_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
