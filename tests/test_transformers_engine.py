@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from ocrq.db.models import Attempt, Page
 from ocrq.db.session import make_engine, make_session_factory
-from ocrq.errors import ConfigurationError, EngineUnavailable
+from ocrq.errors import ConfigurationError, EngineUnavailable, IncompatibleVersions
 from ocrq.schemas import PageTask
 from ocrq.settings import Settings
 from tests.conftest import REPO_ROOT
@@ -35,7 +35,7 @@ from tests.factories import make_text_pdf
 from tests.vllm_server import build_tiny_model, free_port, missing_vllm_reason
 from worker.batch import BatchRequest, run_embedded_batch
 from worker.engines.gpu_memory import GiB, GpuMemoryShort, MemoryGuard
-from worker.engines.hf_recipes import IncompatibleVersions, check_versions
+from worker.engines.hf.versions import check_versions
 from worker.engines.transformers import EngineOptions, TransformersEngine, load_plan
 
 MISSING = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
@@ -81,6 +81,7 @@ def tiny_settings(make_settings: Callable[..., Settings], tiny_model: Path) -> C
             "transformers_model_dir": tiny_model,
             "transformers_max_new_tokens": MAX_NEW_TOKENS,
             "transformers_device": "cpu",
+            "transformers_ladder_retries": 0,  # one greedy generation per page unless a test climbs
         }
         return make_settings(**(base | overrides))
 

@@ -32,10 +32,10 @@ from worker.engines.vllm_request import (
     choose_prompt,
     prepare_image,
     prompt_text,
-    reads_layout,
+    read_reply,
 )
 from worker.models.registry import ModelSpec, Registry, bundled_registry
-from worker.ocr_output.reading import Reading, page_result, read_layout, read_text
+from worker.ocr_output.reading import Reading, page_result
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +200,14 @@ class VllmEngine:
         return self.client.chat(build_payload(self.model, self.spec, text, prepared.data_url, rung))
 
     def _read(self, completion: Completion, choice: PromptChoice, prepared: PreparedImage) -> Reading:
-        if reads_layout(self.spec, choice):
-            return read_layout(
-                completion.content, completion.finish_reason, prepared.plan, self.options.drop_page_headers
-            )
-        return read_text(completion.content, completion.finish_reason)
+        return read_reply(
+            self.spec,
+            choice,
+            completion.content,
+            completion.finish_reason,
+            prepared.plan,
+            self.options.drop_page_headers,
+        )
 
     def _room(self, completion: Completion) -> int | None:
         if self._max_model_len is None or completion.prompt_tokens is None:

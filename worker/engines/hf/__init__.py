@@ -1,0 +1,1 @@
+"""The Transformers engine's parts: model recipes, loading, generation and the ``serve-hf`` server."""
