@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import json
-import re
+import logging
 import subprocess
 import sys
 import time
@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from ocrq.db.models import Attempt, Page
 from ocrq.db.session import make_engine, make_session_factory
-from ocrq.errors import ConfigurationError, EngineUnavailable, IncompatibleVersions
+from ocrq.errors import EngineUnavailable, QuantizationUnavailable
 from ocrq.schemas import PageTask
 from ocrq.settings import Settings
 from tests.conftest import REPO_ROOT
@@ -35,7 +35,7 @@ from tests.factories import make_text_pdf
 from tests.vllm_server import build_tiny_model, free_port, missing_vllm_reason
 from worker.batch import BatchRequest, run_embedded_batch
 from worker.engines.gpu_memory import GiB, GpuMemoryShort, MemoryGuard
-from worker.engines.hf.versions import check_versions
+from worker.engines.hf.answers import PageJob, RawAnswer
 from worker.engines.transformers import EngineOptions, TransformersEngine, load_plan
 
 MISSING = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
@@ -193,21 +193,49 @@ def test_the_memory_guard_refuses_before_loading(
     roomy.close()
 
 
-def test_versions_and_recipes_are_checked_when_the_chain_is_built(
-    tiny_settings: Callable[..., Settings], tmp_path: Path
+def test_looping_or_cut_answers_climb_the_shared_ladder(
+    tiny_settings: Callable[..., Settings], page: Image.Image
 ) -> None:
-    spec = load_plan(tiny_settings()).spec
-    check_versions(spec)  # the installed extra satisfies the registry's transformers>=4.45
-    with pytest.raises(IncompatibleVersions, match=r"transformers \S+ installed, x needs transformers>=99"):
-        check_versions(spec.model_copy(update={"key": "x", "requires": {"transformers": ">=99"}}))
-    with pytest.raises(ConfigurationError, match=re.escape("cannot drive phi-3.5-vision")):
-        load_plan(tiny_settings(transformers_model="phi-3.5-vision"))
-    dotted = tmp_path / "dots.ocr"
-    dotted.mkdir()
-    (dotted / "config.json").write_text("{}")
-    (dotted / "model.safetensors").write_bytes(b"w")
-    with pytest.raises(ConfigurationError, match=re.escape("without '.'")):
-        load_plan(tiny_settings(transformers_model="dots.ocr", transformers_model_dir=dotted))
+    """The vLLM engine's ladder (worker/engines/ladder.py): cut at the cap, so hotter samples follow."""
+    engine = tiny_engine(tiny_settings(transformers_max_new_tokens=4, transformers_ladder_retries=2))
+    asked: list[tuple[float, int]] = []
+    answers: list[RawAnswer] = []
+    submit = engine.generator.submit
+
+    def spy(job: PageJob) -> RawAnswer:
+        asked.append((job.temperature, job.max_new_tokens))
+        answers.append(submit(job))
+        return answers[-1]
+
+    engine.generator.submit = spy  # type: ignore[method-assign]
+    result = engine.recognize(page, PageTask())
+    cut = [answer.finish_reason == "length" for answer in answers]
+    assert asked[0] == (0.0, 4) and len(asked) == 1 + min(2, cut.index(False) if False in cut else 2)
+    assert [t for t, _ in asked] == [0.0, 0.3, 0.6][: len(asked)]  # no room past the cap: hotter, not longer
+    assert result.tokens_out == sum(a.tokens_out or 0 for a in answers)  # every generation is paid for
+    assert result.tokens_in == sum(a.tokens_in or 0 for a in answers)
+    engine.close()
+
+
+def test_quantisation_without_cuda_is_one_line_then_full_precision_or_a_refusal(
+    tiny_settings: Callable[..., Settings], page: Image.Image, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = tiny_engine(tiny_settings(hf_quantization="8bit"))
+    with caplog.at_level(logging.WARNING, logger="worker.engines"):
+        assert engine.recognize(page, PageTask()).engine == "transformers"
+        engine.recognize(page, PageTask())
+    lines = [r.getMessage() for r in caplog.records if "bit loading" in r.getMessage()]
+    assert lines == [
+        "qwen2-vl-2b: 8-bit loading needs bitsandbytes on CUDA, and this host has no CUDA device; "
+        "loading in full precision instead"
+    ]  # one line per load, not per page
+    loaded = engine.generator.loaded_model
+    assert loaded is not None and loaded.quantization.bits == 0 and loaded.dtype == "float32"
+    engine.close()
+    strict = tiny_engine(tiny_settings(hf_quantization="4bit", hf_quantization_fallback="refuse"))
+    with pytest.raises(QuantizationUnavailable, match=r"4-bit loading .* refusing") as refused:
+        strict.recognize(page, PageTask())
+    assert not strict.host.loaded and not refused.value.retryable
 
 
 def test_a_dead_vllm_falls_back_to_transformers_page_by_page(
