@@ -279,5 +279,7 @@ def test_deepseek_grounded_markdown_becomes_page_pixel_cells() -> None:
         and "broken box" not in reading.text
     )
     assert reading.repaired and not reading.clean  # the garbled tag is noted, so the ladder may retry
-    free = read_reply(spec, choose_prompt(spec, PageTask()), "Just text, no tags.", "stop", plan)
-    assert free.text == "Just text, no tags." and free.cells == [] and free.clean
+    free = read_reply(
+        spec, choose_prompt(spec, PageTask(mode=PromptMode.TEXT_ONLY)), "Just text.", "stop", plan
+    )
+    assert free.text == "Just text." and free.cells == [] and free.clean

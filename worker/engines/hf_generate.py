@@ -75,6 +75,7 @@ def _generate(loaded: LoadedModel, jobs: list[PageJob]) -> list[RawAnswer]:
 
     processor, model, recipe = loaded.processor, loaded.model, loaded.recipe
     inputs = recipe.build_inputs(processor, [job.image for job in jobs], [job.prompt for job in jobs])
+    inputs.pop("token_type_ids", None)  # text-tokenizer output no VLM's generate() takes (InternVL's has it)
     inputs = inputs.to(loaded.device)
     limit = max(job.max_new_tokens for job in jobs)
     sampling = sampling_kwargs(*jobs[0].sampling)

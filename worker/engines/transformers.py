@@ -27,7 +27,7 @@ from ocrq.schemas import PageResult, PageTask
 from ocrq.settings import Settings
 from worker.engines.gpu_memory import MemoryGuard, stop_vllm_containers
 from worker.engines.hf.answers import PageJob
-from worker.engines.hf.generator import Generator
+from worker.engines.hf.generator import BATCH_WINDOW_SECONDS, Generator
 from worker.engines.hf.quantization import requested_bits
 from worker.engines.hf.remote_code import code_problems
 from worker.engines.hf.versions import check_versions
@@ -59,6 +59,8 @@ class EngineOptions:
     drop_page_headers: bool = False
     """Shared with the vLLM engine (``OCRQ_VLLM_DROP_PAGE_HEADERS``): a page reads alike either way."""
     ladder_retries: int = 2
+    batch_window_seconds: float = BATCH_WINDOW_SECONDS
+    """How long a batch waits for companions (``serve-hf --batch-window-ms``; tests make it long)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
@@ -101,7 +103,13 @@ class TransformersEngine:
         self.spec, self.plan = plan.spec, plan
         self.model = plan.spec.hf_repo
         self.options = options or EngineOptions()
-        self.generator = Generator(plan, guard, self.options.batch_size, self.options.idle_unload_seconds)
+        self.generator = Generator(
+            plan,
+            guard,
+            self.options.batch_size,
+            self.options.idle_unload_seconds,
+            self.options.batch_window_seconds,
+        )
         self.host = self.generator.host
         self.max_in_flight = self.generator.batch_size
 
