@@ -19,6 +19,7 @@ from api.doctor_cli import doctor
 from api.hf_cache_cli import hf_cache_command
 from api.models_cli import models_command
 from api.queue_cli import QUEUE_COMMANDS, submit_to_queue
+from api.serve_hf_cli import serve_hf
 from api.vllm_cli import vllm
 from ocrq.settings import Settings
 
@@ -84,7 +85,7 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
-for command in [*QUEUE_COMMANDS, *API_COMMANDS, doctor, vllm, models_command, hf_cache_command]:
+for command in [*QUEUE_COMMANDS, *API_COMMANDS, doctor, vllm, models_command, hf_cache_command, serve_hf]:
     cli.add_command(command)
 
 

@@ -98,6 +98,7 @@ class VllmEngine:
     """:class:`~worker.engines.base.Engine` for one model on one vLLM server; thread-safe."""
 
     name = "vllm"
+    model_hint = "set OCRQ_VLLM_SERVED_MODEL_NAME (or OCRQ_VLLM_MODEL) to match"
 
     def __init__(
         self,
@@ -141,7 +142,7 @@ class VllmEngine:
             self.client.close()
             raise ModelNotServed(
                 f"vLLM at {self.client.config.base_url} serves {', '.join(served)}, not {self.model!r}; "
-                "set OCRQ_VLLM_SERVED_MODEL_NAME (or OCRQ_VLLM_MODEL) to match"
+                + self.model_hint
             )
         if served.get(self.model):
             self._max_model_len = served[self.model]
