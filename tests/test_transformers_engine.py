@@ -32,7 +32,8 @@ from ocrq.schemas import PageTask
 from ocrq.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.factories import make_text_pdf
-from tests.vllm_server import build_tiny_model, free_port, missing_vllm_reason
+from tests.hf_support import TINY
+from tests.vllm_server import free_port
 from worker.batch import BatchRequest, run_embedded_batch
 from worker.engines.gpu_memory import GiB, GpuMemoryShort, MemoryGuard
 from worker.engines.hf.answers import PageJob, RawAnswer
@@ -44,32 +45,7 @@ pytestmark = [
     pytest.mark.skipif(bool(MISSING), reason=f"{MISSING} not importable: pip install -e '.[transformers]'"),
 ]
 
-TINY = "qwen2-vl-2b"  # the registry entry whose architecture the tiny model has
 MAX_NEW_TOKENS = 12
-
-
-def readable_by_transformers_4(model_dir: Path) -> None:
-    """tiny_model.py saves with transformers 5 (``rope_parameters``); 4.x reads ``rope_scaling``."""
-    import transformers
-
-    if int(transformers.__version__.split(".")[0]) >= 5:
-        return
-    path = model_dir / "config.json"
-    config = json.loads(path.read_text())
-    rope = config["text_config"]["rope_parameters"]
-    config["text_config"]["rope_scaling"] = {"type": "mrope", "mrope_section": rope["mrope_section"]}
-    config["text_config"]["rope_theta"] = rope["rope_theta"]
-    path.write_text(json.dumps(config, indent=2))
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reason = missing_vllm_reason()
-    if reason:
-        pytest.skip(f"the tiny model is built with the vLLM venv's transformers 5: {reason}")
-    model_dir = build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen2-vl")
-    readable_by_transformers_4(model_dir)
-    return model_dir
 
 
 @pytest.fixture
