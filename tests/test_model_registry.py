@@ -59,7 +59,9 @@ def test_seed_ports_and_transformers_only_models() -> None:
     assert registry.get("qwen2-vl-2b").vllm.port == 8011  # type: ignore[union-attr]
     transformers_only = {spec.key for spec in registry.models.values() if spec.vllm is None}
     assert transformers_only == {"got-ocr-2.0", "moondream2", "internvl3-1b-hf"}
-    assert {spec.key for spec in registry.for_backend("vllm")} == set(SEED_MODELS | ADDED_MODELS) - transformers_only
+    assert {spec.key for spec in registry.for_backend("vllm")} == set(
+        SEED_MODELS | ADDED_MODELS
+    ) - transformers_only
     ports = [spec.vllm.port for spec in registry.for_backend("vllm") if spec.vllm]
     assert len(ports) == len(set(ports))
     with pytest.raises(ConfigurationError, match="not served by vLLM"):
