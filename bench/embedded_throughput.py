@@ -18,9 +18,9 @@ from pathlib import Path
 
 from bench.instant_engine import instant_chain
 from ocrq.settings import Settings, build_settings
-from worker.batch import BatchRequest, run_embedded_batch
-from worker.engines.chain import EngineChain
-from worker.engines.selection import build_chain
+from ocrq.worker.batch import BatchRequest, run_embedded_batch
+from ocrq.worker.engines.chain import EngineChain
+from ocrq.worker.engines.selection import build_chain
 
 SCANS = (
     "phototest.tif",

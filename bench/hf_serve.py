@@ -24,10 +24,10 @@ from PIL import Image, ImageDraw
 
 from ocrq.schemas import PageTask, PromptMode
 from ocrq.settings import Settings, build_settings
+from ocrq.worker.engines.hf.engine import EngineOptions, TransformersEngine, load_plan
+from ocrq.worker.engines.vllm.engine import VllmEngine
 from tests.hf_support import TINY, readable_by_transformers_4, running_serve_hf
 from tests.vllm_server import build_tiny_model
-from worker.engines.transformers import EngineOptions, TransformersEngine, load_plan
-from worker.engines.vllm import VllmEngine
 
 TASK = PageTask(mode=PromptMode.TEXT_ONLY)
 

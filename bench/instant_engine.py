@@ -9,7 +9,7 @@ from PIL import Image
 
 from ocrq.schemas import LayoutCell, PageResult, PageTask
 from ocrq.settings import Settings
-from worker.engines.chain import EngineChain
+from ocrq.worker.engines.chain import EngineChain
 
 
 class InstantEngine:

@@ -43,8 +43,8 @@ def measure(pdf: Path, pages: int, engine: str) -> dict[str, float]:
     """Runs in a child process that never built the PDF, so its peak is the pipeline's alone."""
     from bench.instant_engine import instant_chain
     from ocrq.settings import build_settings
-    from worker.batch import BatchRequest, run_embedded_batch
-    from worker.engines.selection import build_chain
+    from ocrq.worker.batch import BatchRequest, run_embedded_batch
+    from ocrq.worker.engines.selection import build_chain
 
     folder = pdf.parent
     settings = build_settings(database_url=f"sqlite:///{folder / f'ocrq-{engine}.db'}", engines=["tesseract"])

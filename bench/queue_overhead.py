@@ -27,14 +27,14 @@ from sqlalchemy import create_engine, text
 from ocrq.db.migrations import upgrade
 from ocrq.db.session import make_engine, make_session_factory
 from ocrq.settings import build_settings
-from worker.celery_app import create_app
-from worker.dispatch import Dispatcher
-from worker.intake import walk_sources
-from worker.runner import job_progress
+from ocrq.worker.documents.sources import walk_sources
+from ocrq.worker.embedded import job_progress
+from ocrq.worker.queue.celery_app import create_app
+from ocrq.worker.queue.dispatch import Dispatcher
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BROKER_URL = "redis://127.0.0.1:6379/12"
-CLI = [sys.executable, "-c", "from api.cli import main; main()"]
+CLI = [sys.executable, "-c", "from ocrq.api.cli import main; main()"]
 
 
 def tiny_pdf(path: Path, pages: int) -> None:

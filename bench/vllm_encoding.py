@@ -21,10 +21,10 @@ from pathlib import Path
 from PIL import Image
 
 from ocrq.schemas import DocumentType
-from worker.engines.vllm_request import PreparedImage, prepare_image
-from worker.models.registry import ModelSpec, bundled_registry
-from worker.ocr_output.resize import smart_resize
-from worker.render import RenderLimits, open_document
+from ocrq.worker.documents.render import RenderLimits, open_document
+from ocrq.worker.engines.vllm.request import PreparedImage, prepare_image
+from ocrq.worker.models.registry import ModelSpec, bundled_registry
+from ocrq.worker.ocr_output.resize import smart_resize
 
 PAGES = ("2305.03393v1-pg9.pdf", "debian-faq.ru.pdf", "Seige_of_Vicksburg_Sample_OCR.pdf")
 LIMITS = RenderLimits(dpi=200, max_page_pixels=40_000_000, max_source_pixels=200_000_000, max_pages=10_000)

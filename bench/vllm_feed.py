@@ -28,11 +28,11 @@ from bench.capacity_server import Capacity, capacity_server
 from bench.queue_overhead import BROKER_URL, CLI, fresh_database
 from ocrq.db.session import make_engine, make_session_factory
 from ocrq.settings import build_settings
-from worker.celery_app import create_app
-from worker.dispatch import Dispatcher
-from worker.intake import walk_sources
-from worker.models.registry import bundled_registry
-from worker.runner import job_progress
+from ocrq.worker.documents.sources import walk_sources
+from ocrq.worker.embedded import job_progress
+from ocrq.worker.models.registry import bundled_registry
+from ocrq.worker.queue.celery_app import create_app
+from ocrq.worker.queue.dispatch import Dispatcher
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 SOURCES = ("debian-faq.ru.pdf", "GeoTopo-komprimiert.pdf", "pdflatex-4-pages.pdf", "multicolumn.pdf")

@@ -15,10 +15,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.security import add_key
+from ocrq.api.rest.app import create_app
+from ocrq.api.rest.security import add_key
 from ocrq.settings import Settings
-from worker.batch import open_database
+from ocrq.worker.batch import open_database
 
 
 @dataclass

@@ -13,7 +13,7 @@ from PIL import Image
 from ocrq.errors import EngineUnavailable, OcrqError
 from ocrq.schemas import PageResult, PageTask
 from ocrq.settings import Settings
-from worker.engines.chain import EngineChain
+from ocrq.worker.engines.chain import EngineChain
 
 
 class ScriptedEngine:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Job, Page
 
-CLI = [sys.executable, "-c", "from api.cli import main; main()"]
+CLI = [sys.executable, "-c", "from ocrq.api.cli import main; main()"]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

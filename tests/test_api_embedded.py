@@ -183,7 +183,7 @@ def test_job_options_reach_the_job(api: Api, documents: dict[str, Path]) -> None
 def test_the_api_process_never_imports_torch(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from api.app import create_app\n"
+        "from ocrq.api.rest.app import create_app\n"
         "from ocrq.settings import build_settings\n"
         f"create_app(build_settings(database_url='sqlite:///{tmp_path / 'x.db'}'))\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"

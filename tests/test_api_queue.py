@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from api.deps import get_settings
+from ocrq.api.rest.deps import get_settings
 from ocrq.db.migrations import upgrade
 from ocrq.settings import Settings, build_settings
 from tests.api_support import Api, running_api, webhook_receiver

@@ -20,7 +20,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from api.app import create_app
+from ocrq.api.rest.app import create_app
 from ocrq.settings import Settings, build_settings
 from tests.api_support import make_key
 from tests.factories import make_text_image

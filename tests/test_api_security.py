@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from api.cli import cli
+from ocrq.api.cli import cli
 from ocrq.db.models import ApiKey, Document
 from ocrq.settings import Settings
+from ocrq.worker.batch import open_database
 from tests.api_support import Api, running_api
 from tests.factories import make_text_image, make_text_pdf
-from worker.batch import open_database
 
 
 @pytest.fixture

@@ -17,17 +17,17 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.cli import cli
+from ocrq.api.cli import cli
 from ocrq.db.migrations import upgrade
 from ocrq.db.models import Attempt, Document, Job, Page
 from ocrq.db.session import make_engine, make_session_factory
 from ocrq.settings import Settings, build_settings
+from ocrq.worker.documents.sources import walk_sources
+from ocrq.worker.queue.celery_app import create_app
+from ocrq.worker.queue.dispatch import Dispatcher
+from ocrq.worker.queue.reconcile import run_reconcile
 from tests.factories import make_encrypted_pdf, make_text_image, make_text_pdf
 from tests.queue_harness import Processes, job_finished, pages_with_status, wait_for
-from worker.celery_app import create_app
-from worker.dispatch import Dispatcher
-from worker.intake import walk_sources
-from worker.reconcile import run_reconcile
 
 pytestmark = pytest.mark.slow
 

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
-from api.cli import cli
+from ocrq.api.cli import cli
 from ocrq.settings import Settings
+from ocrq.worker.queue.celery_app import celery_config, parse_crontab
+from ocrq.worker.queue.roles import worker_argv
 from tests.conftest import REPO_ROOT
-from worker.celery_app import celery_config, parse_crontab
-from worker.worker_roles import worker_argv
 
 REQUIRED_SERVICES = {"redis", "postgres", "migrate", "worker-cpu", "worker-gpu", "beat", "flower", "api"}
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
@@ -102,8 +102,8 @@ def test_inbox_schedule_is_a_crontab_and_defaults_to_two_at_night(settings: Sett
 def test_the_vllm_service_serves_what_the_registry_says(compose: dict[str, Any]) -> None:
     from pathlib import Path
 
-    from worker.models.registry import bundled_registry
-    from worker.vllm_containers import container_spec
+    from ocrq.worker.engines.vllm.containers import container_spec
+    from ocrq.worker.models.registry import bundled_registry
 
     service = compose["services"]["vllm"]
     spec = container_spec(bundled_registry().get("dots.ocr"), Path("/cache"))
@@ -127,7 +127,7 @@ def test_the_hf_server_is_serve_hf_on_its_own_gpu_under_the_gpu_profile(compose:
     command = service["command"]
     assert command[:2] == ["ocrq", "serve-hf"] and command[1] in cli.commands
     model = command[command.index("--model") + 1]
-    from worker.models.registry import bundled_registry
+    from ocrq.worker.models.registry import bundled_registry
 
     assert "transformers" in bundled_registry().get(model).backends
     devices = service["deploy"]["resources"]["reservations"]["devices"]

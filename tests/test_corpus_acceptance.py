@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from rapidfuzz.distance import Levenshtein
 
-from api.cli import cli
+from ocrq.api.cli import cli
 from tests.conftest import CORPUS
 
 pytestmark = [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from api.cli import cli
+from ocrq.api.cli import cli
 from ocrq.db.migrations import upgrade
 from tests.vllm_server import VllmServer
 

@@ -6,9 +6,9 @@ from PIL import Image
 
 from ocrq.errors import EngineFailed, PageRenderError
 from ocrq.schemas import PageTask
+from ocrq.worker.engines.breaker import BreakerState, CircuitBreaker
+from ocrq.worker.engines.chain import EngineChain, chain_failure
 from tests.engine_doubles import ScriptedEngine
-from worker.engines.breaker import BreakerState, CircuitBreaker
-from worker.engines.chain import EngineChain, chain_failure
 
 PAGE = Image.new("L", (40, 20), 255)
 

@@ -15,13 +15,13 @@ from sqlalchemy import select
 from ocrq.db.models import Attempt, Page
 from ocrq.db.session import make_engine, make_session_factory
 from ocrq.settings import Settings
+from ocrq.worker.batch import BatchRequest, run_embedded_batch
+from ocrq.worker.engines.breaker import CircuitBreaker
+from ocrq.worker.engines.chain import EngineChain
+from ocrq.worker.engines.tesseract import TesseractEngine
+from ocrq.worker.engines.vllm.engine import vllm_engine
 from tests.factories import make_text_pdf
 from tests.fault_server import Step, nested_error, running_fault_server
-from worker.batch import BatchRequest, run_embedded_batch
-from worker.engines.breaker import CircuitBreaker
-from worker.engines.chain import EngineChain
-from worker.engines.tesseract import TesseractEngine
-from worker.engines.vllm import vllm_engine
 
 PAGES = 16
 

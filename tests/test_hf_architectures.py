@@ -21,8 +21,8 @@ from PIL import Image
 
 from ocrq.schemas import PageTask, PromptMode
 from ocrq.settings import Settings
+from ocrq.worker.engines.hf.engine import EngineOptions, TransformersEngine, load_plan, prepare_page
 from tests import tiny_models
-from worker.engines.transformers import EngineOptions, TransformersEngine, load_plan, prepare_page
 
 MISSING = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
 pytestmark = [

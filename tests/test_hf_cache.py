@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from api.hf_cache_cli import cache_status_for, hf_cache_command
+from ocrq.api.cli.hf_cache import cache_status_for, hf_cache_command
 from ocrq.errors import EngineUnavailable
-from worker.engines.hf_cache import ModelNotCached, hub_cache_dir, local_model_dir, scan_hub_cache
-from worker.engines.transformers import model_location
-from worker.models.registry import ModelSpec, bundled_registry
+from ocrq.worker.engines.hf.engine import model_location
+from ocrq.worker.models.hf_cache import ModelNotCached, hub_cache_dir, local_model_dir, scan_hub_cache
+from ocrq.worker.models.registry import ModelSpec, bundled_registry
 
 COMMIT_A, COMMIT_B = "a" * 40, "b" * 40
 SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
@@ -155,7 +155,7 @@ def test_cli_shows_registry_models_by_default(cache: Path) -> None:
 
 
 def test_ocrq_models_says_which_registry_models_are_cached(cache: Path) -> None:
-    from api.models_cli import models_command
+    from ocrq.api.cli.models import models_command
 
     add_snapshot(cache, "Qwen/Qwen2-VL-2B-Instruct", COMMIT_A, sharded_files())
     env = {"COLUMNS": "400", "HF_HUB_CACHE": str(cache)}

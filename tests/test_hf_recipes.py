@@ -22,19 +22,19 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from api.models_cli import models_command
+from ocrq.api.cli.models import models_command
 from ocrq.errors import ConfigurationError, EngineFailed, IncompatibleVersions, RemoteCodeMissing
 from ocrq.schemas import PageTask, PromptMode
 from ocrq.settings import Settings
-from worker.engines.hf import deepseek_ocr, internvl_chat, moondream, phi3v
-from worker.engines.hf.answers import PageJob
-from worker.engines.hf.versions import can_share, check_versions, incompatible_pairs, installed_version
-from worker.engines.hf_loading import LoadedModel
-from worker.engines.hf_recipes import RECIPES, recipe_for
-from worker.engines.transformers import load_plan
-from worker.engines.vllm_request import choose_prompt, read_reply
-from worker.models.registry import bundled_registry
-from worker.ocr_output.resize import ResizePlan
+from ocrq.worker.engines.hf import deepseek_ocr, internvl_chat, moondream, phi3v
+from ocrq.worker.engines.hf.answers import PageJob
+from ocrq.worker.engines.hf.engine import load_plan
+from ocrq.worker.engines.hf.loading import LoadedModel
+from ocrq.worker.engines.hf.recipes import RECIPES, recipe_for
+from ocrq.worker.engines.hf.versions import can_share, check_versions, incompatible_pairs, installed_version
+from ocrq.worker.engines.vllm.request import choose_prompt, read_reply
+from ocrq.worker.models.registry import bundled_registry
+from ocrq.worker.ocr_output.resize import ResizePlan
 
 MISSING = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
 needs_extra = pytest.mark.skipif(bool(MISSING), reason=f"{MISSING} not installed (the transformers extra)")

@@ -11,14 +11,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from api.cli import cli
+from ocrq.api.cli import cli
 from ocrq.db.models import Document, Job
 from ocrq.db.session import make_engine, make_session_factory
 from ocrq.errors import ConfigurationError
 from ocrq.settings import Settings
+from ocrq.worker.documents.inbox import stable_sources
+from ocrq.worker.queue.beat_lock import BeatLock
 from tests.factories import make_text_image
-from worker.beat_lock import BeatLock
-from worker.inbox import stable_sources
 
 OLD = time.time() - 3600
 

@@ -7,8 +7,8 @@ import threading
 import time
 
 from bench.capacity_server import Capacity, capacity_server
-from worker.engines.inflight import AdaptiveLimit, next_limit, parse_load
-from worker.engines.vllm_client import ClientConfig, VllmClient
+from ocrq.worker.engines.vllm.client import ClientConfig, VllmClient
+from ocrq.worker.engines.vllm.inflight import AdaptiveLimit, next_limit, parse_load
 
 PAYLOAD = {"model": "bench", "messages": [{"role": "user", "content": "page"}]}
 

@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Job, Page
 from ocrq.errors import PageRenderError, UnreadableDocument
+from ocrq.jobs.store import JobStore, PageFinish
 from ocrq.schemas import DocumentType, PageResult
 from ocrq.settings import Settings
-from worker.job_store import JobStore, PageFinish
 
 
 def _job_with_pages(sessions: sessionmaker[Session], page_counts: list[int]) -> tuple[int, list[list[int]]]:

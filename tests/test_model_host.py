@@ -17,13 +17,19 @@ from PIL import Image
 
 from ocrq.errors import ConfigurationError, EngineUnavailable
 from ocrq.schemas import PageTask
-from worker.engines.gpu_memory import GiB, GpuMemoryShort, MemoryGuard, nvml_index, stop_vllm_containers
-from worker.engines.model_host import MicroBatcher, ModelHost
-from worker.engines.transformers import prepare_page
-from worker.engines.vllm_request import choose_prompt, prepare_image, read_reply
-from worker.models.registry import bundled_registry
-from worker.ocr_output.reading import read_layout
-from worker.ocr_output.resize import ResizePlan
+from ocrq.worker.engines.hf.engine import prepare_page
+from ocrq.worker.engines.hf.gpu_memory import (
+    GiB,
+    GpuMemoryShort,
+    MemoryGuard,
+    nvml_index,
+    stop_vllm_containers,
+)
+from ocrq.worker.engines.hf.model_host import MicroBatcher, ModelHost
+from ocrq.worker.engines.vllm.request import choose_prompt, prepare_image, read_reply
+from ocrq.worker.models.registry import bundled_registry
+from ocrq.worker.ocr_output.reading import read_layout
+from ocrq.worker.ocr_output.resize import ResizePlan
 
 
 @dataclass

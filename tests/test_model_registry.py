@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from api.models_cli import model_row, models_command
+from ocrq.api.cli.models import model_row, models_command
 from ocrq.errors import ConfigurationError
 from ocrq.schemas import PromptMode
-from worker.models.registry import REGISTRY_PATH, bundled_registry, load_registry, parse_registry
+from ocrq.worker.models.registry import REGISTRY_PATH, bundled_registry, load_registry, parse_registry
 
 SEED_MODELS = {
     "dots.ocr": "rednote-hilab/dots.ocr",

@@ -8,16 +8,16 @@ import pytest
 
 from ocrq.errors import InputError
 from ocrq.schemas import LAYOUT_CATEGORIES, LayoutCell
-from worker.ocr_output.layout import REPEATS_TO_DROP, deduplicate, normalise_category, parse_layout
-from worker.ocr_output.loops import cut_loop, find_loop, find_ngram_loop, find_tail_loop
-from worker.ocr_output.markdown import (
+from ocrq.worker.ocr_output.layout import REPEATS_TO_DROP, deduplicate, normalise_category, parse_layout
+from ocrq.worker.ocr_output.loops import cut_loop, find_loop, find_ngram_loop, find_tail_loop
+from ocrq.worker.ocr_output.markdown import (
     cells_markdown,
     cells_text,
     formula_markdown,
     table_text,
 )
-from worker.ocr_output.reading import read_layout, read_text
-from worker.ocr_output.resize import ResizePlan, fit_within, plan_resize, smart_resize
+from ocrq.worker.ocr_output.reading import read_layout, read_text
+from ocrq.worker.ocr_output.resize import ResizePlan, fit_within, plan_resize, smart_resize
 
 DOTS_MIN, DOTS_MAX = 3136, 11_289_600
 

@@ -25,6 +25,14 @@ from ocrq.errors import (
 )
 from ocrq.schemas import DocumentType
 from ocrq.settings import Settings
+from ocrq.worker.documents.render import (
+    ImageDocument,
+    OpenedDocument,
+    PdfDocument,
+    RenderLimits,
+    open_document,
+)
+from ocrq.worker.documents.sniff import sniff_type
 from tests.factories import (
     make_bomb_png,
     make_empty_pdf,
@@ -37,8 +45,6 @@ from tests.factories import (
     make_text_pdf,
     make_truncated,
 )
-from worker.render import ImageDocument, OpenedDocument, PdfDocument, RenderLimits, open_document
-from worker.sniff import sniff_type
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 DEFAULTS = RenderLimits(dpi=200, max_page_pixels=40_000_000, max_source_pixels=200_000_000, max_pages=10_000)

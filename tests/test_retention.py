@@ -9,12 +9,12 @@ from pathlib import Path
 from sqlalchemy import update
 
 from ocrq.db.models import Job, utcnow
+from ocrq.jobs.retention import remove_expired_uploads
 from ocrq.settings import Settings
+from ocrq.worker.batch import BatchRequest, open_database, run_embedded_sources
+from ocrq.worker.documents.sources import walk_sources
+from ocrq.worker.results.files import write_job_outputs
 from tests.factories import make_text_image
-from worker.batch import BatchRequest, open_database, run_embedded_sources
-from worker.intake import walk_sources
-from worker.outputs import write_job_outputs
-from worker.retention import remove_expired_uploads
 
 
 def test_uploads_of_old_jobs_are_removed_once_and_results_stay(

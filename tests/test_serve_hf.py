@@ -30,15 +30,15 @@ from ocrq.db.session import make_engine, make_session_factory
 from ocrq.errors import ModelNotServed, PageImageRejected
 from ocrq.schemas import PageTask, PromptMode
 from ocrq.settings import Settings
+from ocrq.worker.batch import BatchRequest, run_embedded_batch
+from ocrq.worker.engines.selection import build_chain
+from ocrq.worker.engines.vllm.client import ClientConfig, VllmClient
+from ocrq.worker.engines.vllm.engine import VllmEngine
+from ocrq.worker.engines.vllm.inflight import parse_load
+from ocrq.worker.engines.vllm.request import Rung, build_payload, prepare_image
 from tests.factories import make_text_pdf
 from tests.hf_support import TINY, TINY_SERVED_NAME, HfServer, running_serve_hf
 from tests.vllm_server import free_port
-from worker.batch import BatchRequest, run_embedded_batch
-from worker.engines.inflight import parse_load
-from worker.engines.selection import build_chain
-from worker.engines.vllm import VllmEngine
-from worker.engines.vllm_client import ClientConfig, VllmClient
-from worker.engines.vllm_request import Rung, build_payload, prepare_image
 
 MISSING = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
 pytestmark = [
@@ -124,7 +124,7 @@ def test_the_protocol_matches_vllms(server: HfServer, page: Image.Image) -> None
 
 
 def _spec() -> Any:
-    from worker.models.registry import bundled_registry
+    from ocrq.worker.models.registry import bundled_registry
 
     return bundled_registry().get(TINY)
 
@@ -264,8 +264,8 @@ def test_chain_vllm_then_remote_transformers_then_tesseract(
 
 def test_guards_without_a_model(make_settings: Callable[..., Settings], tiny_model: Path) -> None:
     """The API key and the body limit are checked before any model is touched."""
-    from worker.engines.hf.pool import ModelPool
-    from worker.engines.hf.serve import create_app
+    from ocrq.worker.engines.hf.pool import ModelPool
+    from ocrq.worker.engines.hf.serve import create_app
 
     pool = ModelPool(make_settings(transformers_device="cpu"))
     pool.add(TINY, tiny_model)

@@ -12,8 +12,8 @@ from PIL import Image
 
 from ocrq.errors import EmptyDocument, SourceMissing, UnsupportedType
 from ocrq.schemas import DocumentType
+from ocrq.worker.documents.sniff import sniff_type
 from tests.factories import make_multiframe_tiff, make_text_image, make_text_pdf
-from worker.sniff import sniff_type
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 

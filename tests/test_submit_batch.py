@@ -10,18 +10,18 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from api.cli import cli
+from ocrq.api.cli import cli
 from ocrq.db.models import Attempt, Document, Job, Page
 from ocrq.db.session import make_engine, make_session_factory
+from ocrq.jobs.store import JobStore
 from ocrq.settings import Settings
+from ocrq.worker.batch import BatchRequest, open_database, run_embedded_batch
+from ocrq.worker.documents.ingest import create_job, ingest_document
+from ocrq.worker.documents.render import RenderLimits
+from ocrq.worker.documents.sources import walk_sources
+from ocrq.worker.engines.selection import build_chain
+from ocrq.worker.pipeline import PagePipeline
 from tests.factories import make_encrypted_pdf, make_text_image, make_text_pdf, make_truncated
-from worker.batch import BatchRequest, open_database, run_embedded_batch
-from worker.engines.selection import build_chain
-from worker.ingest import create_job, ingest_document
-from worker.intake import walk_sources
-from worker.job_store import JobStore
-from worker.pipeline import PagePipeline
-from worker.render import RenderLimits
 
 ENGLISH = "Invoice number seven for archive boxes"
 RUSSIAN = "Счёт номер семь за архивные коробки"

@@ -14,11 +14,11 @@ from PIL import Image, ImageDraw, ImageFont
 from ocrq.errors import EngineUnavailable, InputError
 from ocrq.schemas import LAYOUT_CATEGORIES, PageResult, PageTask, PromptMode
 from ocrq.settings import Settings
+from ocrq.worker.engines import tessdata
+from ocrq.worker.engines.base import Engine
+from ocrq.worker.engines.tessdata import candidate_dirs, find_tessdata, require_languages
+from ocrq.worker.engines.tesseract import TesseractEngine, tesseract_available
 from tests.conftest import CORPUS
-from worker.engines import tessdata
-from worker.engines.base import Engine
-from worker.engines.tessdata import candidate_dirs, find_tessdata, require_languages
-from worker.engines.tesseract import TesseractEngine, tesseract_available
 
 FONT_PATH = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 ENGLISH = ("hello", "batch", "ocr")

@@ -30,14 +30,14 @@ from ocrq.db.session import make_engine, make_session_factory
 from ocrq.errors import EngineUnavailable, QuantizationUnavailable
 from ocrq.schemas import PageTask
 from ocrq.settings import Settings
+from ocrq.worker.batch import BatchRequest, run_embedded_batch
+from ocrq.worker.engines.hf.answers import PageJob, RawAnswer
+from ocrq.worker.engines.hf.engine import EngineOptions, TransformersEngine, load_plan
+from ocrq.worker.engines.hf.gpu_memory import GiB, GpuMemoryShort, MemoryGuard
 from tests.conftest import REPO_ROOT
 from tests.factories import make_text_pdf
 from tests.hf_support import TINY
 from tests.vllm_server import free_port
-from worker.batch import BatchRequest, run_embedded_batch
-from worker.engines.gpu_memory import GiB, GpuMemoryShort, MemoryGuard
-from worker.engines.hf.answers import PageJob, RawAnswer
-from worker.engines.transformers import EngineOptions, TransformersEngine, load_plan
 
 MISSING = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
 pytestmark = [
@@ -82,7 +82,7 @@ def test_building_the_engine_loads_nothing(tiny_settings: Callable[..., Settings
     settings = tiny_settings()
     script = (
         "import sys; from ocrq.settings import build_settings;"
-        "from worker.engines.selection import build_chain;"
+        "from ocrq.worker.engines.selection import build_chain;"
         f"chain = build_chain(build_settings(**{settings.model_dump(mode='json')!r}));"
         "engine = chain.engines[0];"
         "print(engine.name, engine.host.loaded, 'torch' in sys.modules, 'transformers' in sys.modules)"
@@ -197,7 +197,7 @@ def test_quantisation_without_cuda_is_one_line_then_full_precision_or_a_refusal(
     tiny_settings: Callable[..., Settings], page: Image.Image, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine = tiny_engine(tiny_settings(hf_quantization="8bit"))
-    with caplog.at_level(logging.WARNING, logger="worker.engines"):
+    with caplog.at_level(logging.WARNING, logger="ocrq.worker.engines"):
         assert engine.recognize(page, PageTask()).engine == "transformers"
         engine.recognize(page, PageTask())
     lines = [r.getMessage() for r in caplog.records if "bit loading" in r.getMessage()]

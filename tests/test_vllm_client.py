@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
+from ocrq.worker.engines.vllm.client import api_error, context_overflow
 from tests.fault_server import flat_error, nested_error
-from worker.engines.vllm_client import api_error, context_overflow
 
 
 def test_error_bodies_in_every_shape_are_read() -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from api.vllm_cli import server_report
+from ocrq.api.cli.vllm import server_report
 from ocrq.errors import ConfigurationError, EngineUnavailable
+from ocrq.worker.engines.vllm import containers
+from ocrq.worker.engines.vllm.inflight import parse_load
+from ocrq.worker.models.registry import bundled_registry
 from tests.fake_docker import API_VERSION, running_fake_docker
 from tests.vllm_server import VllmServer
-from worker import vllm_containers as containers
-from worker.engines.inflight import parse_load
-from worker.models.registry import bundled_registry
 
 CACHE = Path("/srv/hf-cache")
 

@@ -24,6 +24,11 @@ from ocrq.errors import (
 )
 from ocrq.schemas import PageTask, PromptMode
 from ocrq.settings import Settings
+from ocrq.worker.engines.base import Engine
+from ocrq.worker.engines.selection import build_chain
+from ocrq.worker.engines.vllm.client import ClientConfig, VllmClient
+from ocrq.worker.engines.vllm.engine import EngineOptions, VllmEngine
+from ocrq.worker.models.registry import ModelSpec, bundled_registry
 from tests.fault_server import (
     FaultServer,
     Step,
@@ -34,11 +39,6 @@ from tests.fault_server import (
     request_text,
     running_fault_server,
 )
-from worker.engines.base import Engine
-from worker.engines.selection import build_chain
-from worker.engines.vllm import EngineOptions, VllmEngine
-from worker.engines.vllm_client import ClientConfig, VllmClient
-from worker.models.registry import ModelSpec, bundled_registry
 
 PAGE_SIZE = (1654, 2338)  # A4 at 200 DPI
 DOTS_PREFIX = "<|img|><|imgpad|><|endofimg|>"

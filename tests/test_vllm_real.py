@@ -17,13 +17,13 @@ from PIL import Image
 from ocrq.errors import DegenerateOutput, ModelNotServed, PageImageRejected, is_input_error_code
 from ocrq.schemas import DocumentType, PageResult, PageTask, PromptMode
 from ocrq.settings import Settings
+from ocrq.worker.documents.render import RenderLimits, open_document
+from ocrq.worker.engines.vllm.client import ClientConfig, Completion, VllmClient
+from ocrq.worker.engines.vllm.engine import EngineOptions, VllmEngine
+from ocrq.worker.engines.vllm.request import Rung, build_payload
+from ocrq.worker.models.registry import ModelSpec, bundled_registry
 from tests.factories import make_text_pdf
 from tests.vllm_server import VllmServer
-from worker.engines.vllm import EngineOptions, VllmEngine
-from worker.engines.vllm_client import ClientConfig, Completion, VllmClient
-from worker.engines.vllm_request import Rung, build_payload
-from worker.models.registry import ModelSpec, bundled_registry
-from worker.render import RenderLimits, open_document
 
 pytestmark = pytest.mark.vllm
 

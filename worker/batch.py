@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.db.migrations import ensure_schema
 from ocrq.db.session import make_engine, make_session_factory
 from ocrq.settings import Settings
-from worker.engines.chain import EngineChain
-from worker.engines.selection import build_chain
-from worker.ingest import create_job
-from worker.intake import SourceFile, walk_sources
-from worker.outputs import write_job_outputs
-from worker.runner import EmbeddedRunner, ProgressCallback
+from ocrq.worker.documents.ingest import create_job
+from ocrq.worker.documents.sources import SourceFile, walk_sources
+from ocrq.worker.embedded import EmbeddedRunner, ProgressCallback
+from ocrq.worker.engines.chain import EngineChain
+from ocrq.worker.engines.selection import build_chain
+from ocrq.worker.results.files import write_job_outputs
 
 
 @dataclass(frozen=True, slots=True)

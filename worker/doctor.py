@@ -80,7 +80,7 @@ def check_vllm(settings: Settings) -> list[Check]:
 
 
 def _check_vllm_server(settings: Settings, url: str) -> Check:
-    from worker.engines.vllm_client import ClientConfig, VllmClient
+    from ocrq.worker.engines.vllm.client import ClientConfig, VllmClient
 
     only_this = settings.model_copy(update={"vllm_url": url, "vllm_model_urls": {}})
     client = VllmClient(ClientConfig.from_settings(only_this))
@@ -94,7 +94,7 @@ def _check_vllm_server(settings: Settings, url: str) -> Check:
 
 
 def check_tesseract(settings: Settings) -> Check | None:
-    from worker.engines.tessdata import require_languages
+    from ocrq.worker.engines.tessdata import require_languages
 
     required = "tesseract" in settings.engines
     try:

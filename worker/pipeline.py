@@ -17,12 +17,12 @@ from pathlib import Path
 from PIL import Image
 
 from ocrq.errors import OcrqError, PageRenderError
+from ocrq.jobs.store import JobStore, PageClaim, PageFinish
 from ocrq.schemas import DocumentType, PageStatus, PageTask
 from ocrq.settings import Settings
-from worker.engines.chain import EngineChain, chain_failure
-from worker.engines.selection import build_chain
-from worker.job_store import JobStore, PageClaim, PageFinish
-from worker.render import OpenedDocument, RenderLimits, open_document
+from ocrq.worker.documents.render import OpenedDocument, RenderLimits, open_document
+from ocrq.worker.engines.chain import EngineChain, chain_failure
+from ocrq.worker.engines.selection import build_chain
 
 OPEN_DOCUMENTS_PER_THREAD = 2
 

@@ -17,8 +17,8 @@ from PIL import Image
 from ocrq.db.models import utcnow
 from ocrq.errors import AllEnginesFailed, EngineFailed, OcrqError, error_from_code, is_input_error_code
 from ocrq.schemas import PageResult, PageTask
-from worker.engines.base import Engine
-from worker.engines.breaker import CircuitBreaker
+from ocrq.worker.engines.base import Engine
+from ocrq.worker.engines.breaker import CircuitBreaker
 
 log = logging.getLogger(__name__)
 

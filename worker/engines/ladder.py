@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ocrq.errors import DegenerateOutput
-from worker.ocr_output.reading import Reading
+from ocrq.worker.ocr_output.reading import Reading
 
 log = logging.getLogger(__name__)
 

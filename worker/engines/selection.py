@@ -8,21 +8,21 @@ from collections.abc import Callable
 
 from ocrq.errors import ConfigurationError, EngineUnavailable, NoEngineConfigured
 from ocrq.settings import Settings
-from worker.engines.base import Engine
-from worker.engines.breaker import CircuitBreaker
-from worker.engines.chain import EngineChain
+from ocrq.worker.engines.base import Engine
+from ocrq.worker.engines.breaker import CircuitBreaker
+from ocrq.worker.engines.chain import EngineChain
 
 log = logging.getLogger(__name__)
 
 
 def _tesseract(settings: Settings) -> Engine:
-    from worker.engines.tesseract import TesseractEngine
+    from ocrq.worker.engines.tesseract import TesseractEngine
 
     return TesseractEngine.from_settings(settings)
 
 
 def _vllm(settings: Settings) -> Engine:
-    from worker.engines.vllm import vllm_engine
+    from ocrq.worker.engines.vllm.engine import vllm_engine
 
     return vllm_engine(settings)
 
@@ -30,10 +30,10 @@ def _vllm(settings: Settings) -> Engine:
 def _transformers(settings: Settings) -> Engine:
     """In-process, or on the ``serve-hf`` server ``OCRQ_TRANSFORMERS_URL`` names."""
     if settings.transformers_url:
-        from worker.engines.hf.remote import remote_transformers_engine
+        from ocrq.worker.engines.hf.remote import remote_transformers_engine
 
         return remote_transformers_engine(settings)
-    from worker.engines.transformers import transformers_engine
+    from ocrq.worker.engines.hf.engine import transformers_engine
 
     return transformers_engine(settings)
 

@@ -24,7 +24,7 @@ from PIL import Image
 from ocrq.errors import EngineFailed, EngineUnavailable, InputError, PageRenderError
 from ocrq.schemas import LayoutCell, PageResult, PageTask, PromptMode
 from ocrq.settings import Settings
-from worker.engines.tessdata import require_languages, split_langs
+from ocrq.worker.engines.tessdata import require_languages, split_langs
 
 try:
     import tesserocr
@@ -81,7 +81,7 @@ def tesseract_available(settings: Settings) -> bool:
 
 
 class TesseractEngine:
-    """The :class:`~worker.engines.base.Engine` for Tesseract 5 (one model set per thread)."""
+    """The :class:`~ocrq.worker.engines.base.Engine` for Tesseract 5 (one model set per thread)."""
 
     name = "tesseract"
     image_mode = "L"

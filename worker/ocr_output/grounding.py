@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from ocrq.schemas import LayoutCell
-from worker.ocr_output.resize import Box, ResizePlan
+from ocrq.worker.ocr_output.resize import Box, ResizePlan
 
 FRAME = 999
 """DeepSeek-OCR's coordinates run 0..999 across the image it saw."""

@@ -3,7 +3,7 @@
 Follows dots.ocr's ``OutputCleaner`` in effect, not in code: keep every complete cell, drop the
 partial last one, salvage a lone incomplete cell, then drop duplicates (the same cell again,
 a category+text pair five times or more, a bbox seen before). Cells come back in the model's
-frame; :mod:`worker.ocr_output.resize` maps them to the page.
+frame; :mod:`ocrq.worker.ocr_output.resize` maps them to the page.
 """
 
 from __future__ import annotations

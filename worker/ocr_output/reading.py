@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass, field
 
 from ocrq.schemas import LayoutCell, PageResult, PageTask, PromptMode
-from worker.ocr_output.grounding import parse_grounding
-from worker.ocr_output.layout import parse_layout
-from worker.ocr_output.loops import DEFAULT_LIMITS, LoopLimits, cut_loop, find_loop, find_tail_loop
-from worker.ocr_output.markdown import cells_markdown, cells_text
-from worker.ocr_output.resize import ResizePlan
+from ocrq.worker.ocr_output.grounding import parse_grounding
+from ocrq.worker.ocr_output.layout import parse_layout
+from ocrq.worker.ocr_output.loops import DEFAULT_LIMITS, LoopLimits, cut_loop, find_loop, find_tail_loop
+from ocrq.worker.ocr_output.markdown import cells_markdown, cells_text
+from ocrq.worker.ocr_output.resize import ResizePlan
 
 
 @dataclass(slots=True)

@@ -1,1 +1,1 @@
-"""The Transformers engine's parts: model recipes, loading, generation and the ``serve-hf`` server."""
+"""The Hugging Face Transformers engine: recipes, loading, batched generation, one model per process."""

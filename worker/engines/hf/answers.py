@@ -2,7 +2,7 @@
 
 Both ways of running a model (``generate`` on processor inputs, or a model's own ``chat``/``infer``/
 ``query`` method) take :class:`PageJob` and give :class:`RawAnswer`, so the in-process engine and
-``serve-hf`` read every answer with the same :mod:`worker.ocr_output` readers as the vLLM engine.
+``serve-hf`` read every answer with the same :mod:`ocrq.worker.ocr_output` readers as the vLLM engine.
 """
 
 from __future__ import annotations

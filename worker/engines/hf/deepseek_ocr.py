@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ocrq.errors import EngineFailed
-from worker.engines.hf.answers import PageJob, RawAnswer, count_tokens, finish_reason
+from ocrq.worker.engines.hf.answers import PageJob, RawAnswer, count_tokens, finish_reason
 
 if TYPE_CHECKING:
-    from worker.engines.hf_loading import LoadedModel
+    from ocrq.worker.engines.hf.loading import LoadedModel
 
 IMAGE_TOKEN = "<image>"
 INFER_MAX_NEW_TOKENS = 8192

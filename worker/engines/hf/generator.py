@@ -1,8 +1,8 @@
 """One model, loaded on demand and shared by concurrent pages: the part the in-process engine and
 ``serve-hf`` have in common.
 
-:class:`Generator` joins the :class:`~worker.engines.model_host.ModelHost` (lazy load, idle
-release, one resident model per process) and the :class:`~worker.engines.model_host.MicroBatcher`
+:class:`Generator` joins the :class:`~ocrq.worker.engines.hf.model_host.ModelHost` (lazy load, idle
+release, one resident model per process) and the :class:`~ocrq.worker.engines.hf.model_host.MicroBatcher`
 (concurrent pages into one call), and counts what it did, so the server can publish vLLM-shaped
 load figures and tests can see that two requests shared one ``generate``.
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 import threading
 import time
 
-from worker.engines.gpu_memory import MemoryGuard
-from worker.engines.hf.answers import PageJob, RawAnswer
-from worker.engines.hf_generate import generate_pages
-from worker.engines.hf_loading import LoadedModel, LoadPlan, load_model, release
-from worker.engines.model_host import MicroBatcher, ModelHost
+from ocrq.worker.engines.hf.answers import PageJob, RawAnswer
+from ocrq.worker.engines.hf.generate import generate_pages
+from ocrq.worker.engines.hf.gpu_memory import MemoryGuard
+from ocrq.worker.engines.hf.loading import LoadedModel, LoadPlan, load_model, release
+from ocrq.worker.engines.hf.model_host import MicroBatcher, ModelHost
 
 BATCH_WINDOW_SECONDS = 0.02
 """How long the first page of a batch waits for companions: pages of one document arrive together."""

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from worker.engines.hf.answers import PageJob, RawAnswer, count_tokens, finish_reason, sampling_kwargs
+from ocrq.worker.engines.hf.answers import PageJob, RawAnswer, count_tokens, finish_reason, sampling_kwargs
 
 if TYPE_CHECKING:
-    from worker.engines.hf_loading import LoadedModel
+    from ocrq.worker.engines.hf.loading import LoadedModel
 
 TILE = 448
 MAX_TILES = 12

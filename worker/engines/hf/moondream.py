@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ocrq.errors import EngineFailed
-from worker.engines.hf.answers import PageJob, RawAnswer, count_tokens, finish_reason
+from ocrq.worker.engines.hf.answers import PageJob, RawAnswer, count_tokens, finish_reason
 
 if TYPE_CHECKING:
-    from worker.engines.hf_loading import LoadedModel
+    from ocrq.worker.engines.hf.loading import LoadedModel
 
 
 def query_settings(job: PageJob) -> dict[str, Any]:

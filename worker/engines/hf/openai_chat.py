@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.engines.hf.answers import RawAnswer
+from ocrq.worker.engines.hf.answers import RawAnswer
 
 DATA_URL_PREFIX = "data:"
 

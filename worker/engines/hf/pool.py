@@ -17,10 +17,10 @@ from pathlib import Path
 
 from ocrq.errors import ModelNotServed
 from ocrq.settings import Settings
-from worker.engines.gpu_memory import MemoryGuard
-from worker.engines.hf.generator import BATCH_WINDOW_SECONDS, Generator
-from worker.engines.transformers import load_plan
-from worker.models.registry import ModelSpec, Registry, bundled_registry
+from ocrq.worker.engines.hf.engine import load_plan
+from ocrq.worker.engines.hf.generator import BATCH_WINDOW_SECONDS, Generator
+from ocrq.worker.engines.hf.gpu_memory import MemoryGuard
+from ocrq.worker.models.registry import ModelSpec, Registry, bundled_registry
 
 
 @dataclass(frozen=True, slots=True)

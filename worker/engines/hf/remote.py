@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from ocrq.errors import ConfigurationError
 from ocrq.settings import Settings
-from worker.engines.vllm import EngineOptions, VllmEngine
-from worker.engines.vllm_client import ClientConfig, VllmClient
-from worker.models.registry import Registry, bundled_registry
+from ocrq.worker.engines.vllm.client import ClientConfig, VllmClient
+from ocrq.worker.engines.vllm.engine import EngineOptions, VllmEngine
+from ocrq.worker.models.registry import Registry, bundled_registry
 
 
 class RemoteTransformersEngine(VllmEngine):

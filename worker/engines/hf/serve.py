@@ -7,7 +7,7 @@ them, so ocrq's vLLM client, its breaker and its adaptive in-flight cap work unc
 ``/v1/models``, ``/v1/chat/completions``, ``/health`` and ``/metrics`` with ``vllm:num_requests_running``
 and ``vllm:num_requests_waiting``; ``/models/load`` and ``/models/unload`` are the seeds' multi-model
 server's. Concurrent requests for one model are batched into one ``generate`` by the same
-:class:`~worker.engines.hf.generator.Generator` the in-process engine uses.
+:class:`~ocrq.worker.engines.hf.generator.Generator` the in-process engine uses.
 
 Request handlers are plain functions: FastAPI runs them on its thread pool, where the generator's
 micro-batcher gathers them.
@@ -27,8 +27,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ocrq.errors import ConfigurationError, EngineUnavailable, InputError, ModelNotServed, OcrqError
-from worker.engines.hf.answers import PageJob
-from worker.engines.hf.openai_chat import (
+from ocrq.worker.engines.hf.answers import PageJob
+from ocrq.worker.engines.hf.engine import prepare_page
+from ocrq.worker.engines.hf.openai_chat import (
     BadRequest,
     ChatRequest,
     ModelRequest,
@@ -38,8 +39,7 @@ from worker.engines.hf.openai_chat import (
     model_card,
     page_of,
 )
-from worker.engines.hf.pool import ModelPool, Served
-from worker.engines.transformers import prepare_page
+from ocrq.worker.engines.hf.pool import ModelPool, Served
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024**2

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from importlib import metadata
 
 from ocrq.errors import IncompatibleVersions
-from worker.models.registry import ModelSpec
+from ocrq.worker.models.registry import ModelSpec
 
 UNCHECKED_REQUIREMENTS = frozenset({"vllm"})
 """Requirements that concern the vLLM server, not this process."""

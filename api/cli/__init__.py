@@ -1,0 +1,98 @@
+"""Command line: ``submit-batch`` and the ``ocrq`` group.
+
+Exit codes: 0 every document done; 3 some documents failed or are partial;
+2 usage error; 1 ocrq itself failed (configuration, database, a bug).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from ocrq.api.cli.console import PageProgressBar, print_summary
+from ocrq.api.cli.doctor import doctor
+from ocrq.api.cli.exits import EXIT_OK, err_console, exit_for, load_settings, or_exit
+from ocrq.api.cli.hf_cache import hf_cache_command
+from ocrq.api.cli.models import models_command
+from ocrq.api.cli.queue import QUEUE_COMMANDS, submit_to_queue
+from ocrq.api.cli.serve import API_COMMANDS
+from ocrq.api.cli.serve_hf import serve_hf
+from ocrq.api.cli.vllm import vllm
+from ocrq.settings import Settings
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log what the engines and workers do.")
+def cli(verbose: bool) -> None:
+    """ocrq: batch OCR job queue."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@cli.command("submit-batch")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where results go (default: OCRQ_OUTPUT_DIR, ./results).",
+)
+@click.option(
+    "--force", is_flag=True, help="OCR again documents already done with the same content and settings."
+)
+@click.option("--wait", is_flag=True, help="With a broker: follow the job to its end and write results.")
+def submit_batch(paths: tuple[Path, ...], out_dir: Path | None, force: bool, wait: bool) -> None:
+    """OCR every document in PATHS (files or folders, walked recursively).
+
+    Without OCRQ_BROKER_URL the work runs here; with it, the job is queued for
+    workers and its id printed (``--wait`` follows it like the embedded run).
+    """
+    settings = load_settings()
+    out = out_dir or settings.output_dir
+    if not settings.embedded:
+        submit_to_queue(settings, list(paths), out, force=force, wait=wait)
+        return
+    batch = _run_here(settings, list(paths), out, force)
+    print_summary(err_console, batch, str(out))
+    exit_for(batch)
+
+
+def _run_here(settings: Settings, paths: list[Path], out: Path, force: bool) -> dict:
+    from ocrq.worker.batch import BatchRequest, run_embedded_batch
+
+    request = BatchRequest(paths, out, force)
+    with PageProgressBar(err_console) as bar:
+        return or_exit(lambda: run_embedded_batch(settings, request, bar.update))
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations to OCRQ_DATABASE_URL."""
+    from ocrq.db.migrations import upgrade
+
+    settings = load_settings()
+    or_exit(lambda: upgrade(settings.database_url, revision))
+    click.echo(f"database at {revision}")
+
+
+for command in [*QUEUE_COMMANDS, *API_COMMANDS, doctor, vllm, models_command, hf_cache_command, serve_hf]:
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="ocrq")
+
+
+def submit_batch_main() -> None:
+    submit_batch(prog_name="submit-batch")
+    sys.exit(EXIT_OK)

@@ -1,0 +1,85 @@
+"""What a person sees in the terminal: the progress bar and the end-of-batch summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from ocrq.worker.embedded import Progress as PageProgress
+
+
+class PageProgressBar:
+    """pages done/total, pages/s and ETA, fed by the runner's progress callback."""
+
+    def __init__(self, console: Console) -> None:
+        self._bar = Progress(
+            TextColumn("[bold]OCR"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("pages"),
+            TextColumn("{task.fields[rate]} p/s"),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> PageProgressBar:
+        self._bar.start()
+        self._task = self._bar.add_task("pages", total=None, rate="-", failed=0)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._bar.stop()
+
+    def update(self, progress: PageProgress) -> None:
+        assert self._task is not None
+        task = self._bar.tasks[0]
+        rate = progress.finished / task.elapsed if task.elapsed else 0.0
+        self._bar.update(
+            self._task,
+            total=progress.total,
+            completed=progress.finished,
+            failed=progress.failed,
+            rate=f"{rate:.2f}",
+        )
+
+
+def print_summary(console: Console, batch: dict[str, Any], out_dir: str) -> None:
+    counts = batch["counts"]
+    table = Table(title=f"Job {batch['job_id']}: {batch['status']}", show_header=True)
+    for column in ("documents", "pages", "per engine"):
+        table.add_column(column)
+    docs = ", ".join(f"{n} {status}" for status, n in sorted(counts["documents"].items())) or "none"
+    pages = counts["pages"]
+    engines = ", ".join(f"{name}: {n}" for name, n in counts["engines"].items()) or "-"
+    table.add_row(docs, f"{pages['done']} done, {pages['failed']} failed of {pages['total']}", engines)
+    console.print(table)
+    _print_problems(console, batch["documents"])
+    console.print(f"Results in {out_dir}/ (batch.json lists every document)")
+
+
+def _print_problems(console: Console, documents: list[dict[str, Any]]) -> None:
+    problems = [d for d in documents if d["status"] != "done"]
+    if not problems:
+        return
+    table = Table(title="Documents not fully done", show_header=True)
+    for column in ("status", "document", "error", "message"):
+        table.add_column(column, overflow="fold")
+    for doc in problems:
+        error = doc["error"] or {}
+        table.add_row(doc["status"], doc["path"], error.get("code", ""), error.get("message", ""))
+    console.print(table)

@@ -1,0 +1,111 @@
+"""``ocrq models``: the model registry as a table, so choosing OCRQ_VLLM_MODEL needs no file reading."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ocrq.api.cli.hf_cache import CACHE_COLUMNS, cache_cells, cache_status_for, print_cache
+from ocrq.worker.engines.hf.versions import host_verdict, incompatible_pairs
+from ocrq.worker.models.registry import ModelSpec, Registry, bundled_registry
+
+TESTED = {"real-weights": "real weights", "tiny-random": "tiny random model", "no-weights": "never run"}
+
+COLUMNS = (
+    "key",
+    "model",
+    "architecture",
+    "backends",
+    "port",
+    "max len",
+    "pixels",
+    "max tokens",
+    "prompts",
+    "needs",
+    "hf recipe",
+    "hf here",
+)
+
+
+def _serving(spec: ModelSpec) -> tuple[str, str]:
+    if spec.vllm is None:
+        return "-", "-"
+    eager = ", eager" if spec.vllm.enforce_eager else ""
+    return str(spec.vllm.port), f"{spec.vllm.max_model_len} @ {spec.vllm.gpu_memory_utilization}{eager}"
+
+
+def model_row(spec: ModelSpec) -> list[str]:
+    """One table row; also what tests read, so the table and the registry cannot drift apart."""
+    port, length = _serving(spec)
+    pixels = f"{spec.min_pixels:,}-{spec.max_pixels:,} ({spec.resize}/{spec.image_format})"
+    needs = ", ".join(f"{name}{specifier}" for name, specifier in spec.requires.items())
+    return [
+        spec.key,
+        spec.served_name,
+        spec.architecture,
+        "+".join(spec.backends),
+        port,
+        length,
+        pixels,
+        str(spec.max_tokens),
+        ", ".join(mode.value for mode in spec.prompts),
+        needs or "-",
+        _recipe_cell(spec),
+        host_verdict(spec),
+    ]
+
+
+def _recipe_cell(spec: ModelSpec) -> str:
+    """How the Transformers path loads it and how far that was ever run."""
+    load = spec.transformers
+    if load is None:
+        return "-"
+    flags = [TESTED[load.tested]]
+    flags += ["remote code"] if load.trust_remote_code else []
+    flags += [load.quantization] if load.quantization != "none" else []
+    return f"{load.auto_class} ({', '.join(flags)})"
+
+
+def version_clashes(registry: Registry) -> list[str]:
+    """Lines naming the models no single transformers install serves together."""
+    return [
+        f"{a} (transformers{registry.get(a).requires['transformers']}) and "
+        f"{b} (transformers{registry.get(b).requires['transformers']}) need different environments"
+        for a, b in incompatible_pairs(registry.models.values())
+    ]
+
+
+def registry_table(registry: Registry, cache: dict[str, list[str]] | None = None) -> Table:
+    """The registry, and with ``cache`` (cells per model key) whether each model is in the local cache."""
+    table = Table(title="ocrq model registry (OCRQ_VLLM_MODEL = key)")
+    for column in (*COLUMNS, *(CACHE_COLUMNS if cache is not None else ())):
+        table.add_column(column, overflow="fold")
+    for spec in registry.models.values():
+        table.add_row(*model_row(spec), *(cache or {}).get(spec.key, []))
+    return table
+
+
+@click.command("models")
+@click.option("--constraints", is_flag=True, help="Also list each model's known version constraints.")
+@click.option("--cache", "show_cache", is_flag=True, help="List everything in the local Hugging Face cache.")
+def models_command(constraints: bool, show_cache: bool) -> None:
+    """The models ocrq can drive, what each needs, and whether it is complete in the local HF cache."""
+    console = Console()
+    if show_cache:
+        print_cache(console, everything=True)
+        return
+    registry = bundled_registry()
+    rows = cache_status_for(registry.models.values())
+    console.print(registry_table(registry, {row.key: cache_cells(row) for row in rows}))
+    clashes = version_clashes(registry)
+    if clashes:
+        console.print(
+            "[bold]transformers versions that cannot share one environment[/] (serve the odd one "
+            "out with `ocrq serve-hf` from its own venv, OCRQ_TRANSFORMERS_URL=...):"
+        )
+        for line in clashes:
+            console.print(f"  {line}")
+    if constraints:
+        for spec in registry.models.values():
+            console.print(f"[bold]{spec.key}[/]: " + "; ".join([*spec.constraints, spec.notes]))

@@ -1,0 +1,171 @@
+"""Commands for the distributed mode: workers, beat, Flower, and following jobs in the queue."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from ocrq.api.cli.console import PageProgressBar, print_summary
+from ocrq.api.cli.exits import EXIT_OK, err_console, exit_for, load_settings, or_exit
+from ocrq.settings import Settings
+
+POLL_SECONDS = 1.0
+
+
+def _open(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
+    from ocrq.worker.batch import open_database
+
+    return or_exit(lambda: open_database(settings))
+
+
+def submit_to_queue(settings: Settings, paths: list[Path], out: Path, *, force: bool, wait: bool) -> None:
+    """Register and enqueue; print the job id, or follow it to the end with ``wait``."""
+    from ocrq.worker.batch import own_files
+    from ocrq.worker.documents.sources import walk_sources
+    from ocrq.worker.queue.celery_app import create_app
+    from ocrq.worker.queue.dispatch import Dispatcher
+
+    _, sessions = _open(settings)
+    sources = walk_sources(paths, exclude=own_files(settings, out))
+    dispatcher = Dispatcher(create_app(settings), sessions, settings)
+    job_id = or_exit(lambda: dispatcher.submit(sources, reuse=not force))
+    click.echo(job_id)
+    if wait:
+        follow(sessions, job_id, out, settings)
+
+
+def follow(sessions: sessionmaker[Session], job_id: int, out: Path, settings: Settings) -> None:
+    """Progress bar from the database until the job ends, then results and the embedded exit code."""
+    from ocrq.worker.embedded import job_progress
+    from ocrq.worker.results.files import write_job_outputs
+
+    with PageProgressBar(err_console) as bar:
+        while not _finished(sessions, job_id):
+            bar.update(job_progress(sessions, job_id))
+            time.sleep(POLL_SECONDS)
+        bar.update(job_progress(sessions, job_id))
+    batch = write_job_outputs(sessions, job_id, out, settings)
+    print_summary(err_console, batch, str(out))
+    exit_for(batch)
+
+
+def _finished(sessions: sessionmaker[Session], job_id: int) -> bool:
+    from ocrq.db.models import Job
+
+    with sessions() as session:
+        return session.get_one(Job, job_id).finished_at is not None
+
+
+@click.command()
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON (batch.json's shape).")
+def status(job_id: int, as_json: bool) -> None:
+    """Show a job's status, counts and per-document errors."""
+    from ocrq.worker.results.files import job_summary
+
+    _, sessions = _open(load_settings())
+    summary = or_exit(lambda: job_summary(sessions, job_id))
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+    else:
+        print_summary(err_console, summary, "(not written; see `ocrq results`)")
+
+
+@click.command()
+@click.argument("job_id", type=int)
+def cancel(job_id: int) -> None:
+    """Cancel a job: queued pages are skipped, running ones finish."""
+    from ocrq.jobs.store import JobStore
+
+    _, sessions = _open(load_settings())
+    if not JobStore(sessions).cancel_job(job_id):
+        raise click.UsageError(f"job {job_id} is unknown or already finished")
+    click.echo(f"job {job_id} cancelled")
+
+
+@click.command()
+@click.argument("job_id", type=int)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+def results(job_id: int, out_dir: Path) -> None:
+    """Write a job's Markdown, JSON and batch.json from the database."""
+    from ocrq.worker.results.files import write_job_outputs
+
+    settings = load_settings()
+    _, sessions = _open(settings)
+    batch = or_exit(lambda: write_job_outputs(sessions, job_id, out_dir, settings))
+    print_summary(err_console, batch, str(out_dir))
+    exit_for(batch)
+
+
+@click.command()
+@click.option("--role", type=click.Choice(["gpu", "cpu", "all"]), default="all", show_default=True)
+@click.option("--concurrency", "-c", type=int, help="Override the role's default.")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(role: str, concurrency: int | None, loglevel: str) -> None:
+    """Run a Celery worker: gpu = page OCR (threads), cpu = ingest (processes), all = both."""
+    from ocrq.worker.queue.celery_app import create_app
+    from ocrq.worker.queue.roles import worker_argv
+
+    settings = load_settings()
+    app = or_exit(lambda: create_app(settings))
+    app.worker_main(worker_argv(settings, role, concurrency, loglevel))
+
+
+@click.command()
+@click.option("--schedule-file", default="celerybeat-schedule", show_default=True)
+def beat(schedule_file: str) -> None:
+    """Run the scheduler (reconciler, nightly inbox); refuses if another beat runs."""
+    from ocrq.worker.queue.beat_lock import BeatLock
+    from ocrq.worker.queue.celery_app import create_app
+
+    settings = load_settings()
+    app = or_exit(lambda: create_app(settings))
+    lock = BeatLock(settings.broker_url or "")
+    or_exit(lock.acquire)
+    try:
+        app.start(["beat", "--schedule", schedule_file, "--loglevel", "INFO"])
+    finally:
+        lock.release()
+
+
+@click.command()
+@click.option("--port", default=5555, show_default=True)
+def flower(port: int) -> None:
+    """Run Flower with basic auth from OCRQ_FLOWER_BASIC_AUTH."""
+    from ocrq.worker.queue.celery_app import create_app
+
+    settings = load_settings()
+    if not settings.flower_basic_auth:
+        raise click.UsageError(
+            "set OCRQ_FLOWER_BASIC_AUTH=user:password; Flower is not served unauthenticated"
+        )
+    app = or_exit(lambda: create_app(settings))
+    app.start(["flower", f"--port={port}", f"--basic-auth={settings.flower_basic_auth}"])
+
+
+@click.command()
+@click.option("--now", is_flag=True, required=True, help="Run the nightly inbox ingestion once, now.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Embedded mode only: where results go.",
+)
+def ingest(now: bool, out_dir: Path | None) -> None:
+    """Ingest OCRQ_INBOX_DIR once (what beat does nightly); for a plain crontab line."""
+    from ocrq.worker.inbox_now import ingest_inbox_now
+
+    settings = load_settings()
+    if settings.inbox_dir is None:
+        raise click.UsageError("OCRQ_INBOX_DIR is not set")
+    job_id = or_exit(lambda: ingest_inbox_now(settings, out_dir or settings.output_dir))
+    click.echo(job_id if job_id is not None else "nothing new in the inbox")
+    raise SystemExit(EXIT_OK)
+
+
+QUEUE_COMMANDS = [status, cancel, results, worker, beat, flower, ingest]

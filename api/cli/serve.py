@@ -1,0 +1,78 @@
+"""``ocrq api`` (serve the REST API with uvicorn) and ``ocrq keys`` (make, list, revoke API keys)."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy.orm import Session, sessionmaker
+
+from ocrq.api.cli.exits import err_console, load_settings, or_exit
+
+
+@click.command("api")
+@click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to listen on every interface.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+def api(host: str, port: int) -> None:
+    """Serve the REST API: submit jobs, follow them, fetch results, scrape /metrics.
+
+    Without OCRQ_BROKER_URL jobs run in this process, one at a time; with it
+    they are queued for `ocrq worker` processes.
+    """
+    import uvicorn
+
+    from ocrq.api.rest.app import create_app
+
+    settings = load_settings()
+    app = or_exit(lambda: create_app(settings))
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@click.group()
+def keys() -> None:
+    """API keys (sent in the X-API-Key header)."""
+
+
+def _sessions() -> sessionmaker[Session]:
+    from ocrq.worker.batch import open_database
+
+    settings = load_settings()
+    return or_exit(lambda: open_database(settings))[1]
+
+
+@keys.command("add")
+@click.argument("name")
+def keys_add(name: str) -> None:
+    """Make a key called NAME and print it; it is shown this once and stored only hashed."""
+    from ocrq.api.rest.security import add_key, list_keys
+
+    sessions = _sessions()
+    if any(info.name == name for info in or_exit(lambda: list_keys(sessions))):
+        raise click.UsageError(f"a key named {name!r} exists already")
+    key = or_exit(lambda: add_key(sessions, name))
+    click.echo(key)
+    err_console.print(f"key {name!r} added; store it now, it cannot be shown again")
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Keys by name: prefix, when made, when last used, whether revoked."""
+    from ocrq.api.rest.security import list_keys
+
+    for info in or_exit(lambda: list_keys(_sessions())):
+        state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "active"
+        used = f"{info.last_used_at:%Y-%m-%d %H:%M}" if info.last_used_at else "never"
+        click.echo(f"{info.name}\t{info.prefix}…\t{info.created_at:%Y-%m-%d %H:%M}\tused {used}\t{state}")
+
+
+@keys.command("revoke")
+@click.argument("name")
+def keys_revoke(name: str) -> None:
+    """Revoke the key called NAME: requests with it get 401 from now on."""
+    from ocrq.api.rest.security import revoke_key
+
+    sessions = _sessions()
+    if not or_exit(lambda: revoke_key(sessions, name)):
+        raise click.UsageError(f"no active key named {name!r}")
+    click.echo(f"key {name!r} revoked")
+
+
+API_COMMANDS = [api, keys]

@@ -1,0 +1,222 @@
+"""``/v1/jobs``: submit (uploads or server-side paths), list, read with long-poll, cancel, results."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from ocrq.api.rest.admission import check_backlog, check_page_cap
+from ocrq.api.rest.deps import ApiKeyDep, SessionsDep, SettingsDep, SubmitterDep
+from ocrq.api.rest.queries import is_finished, job_detail, job_links, list_documents, list_jobs
+from ocrq.api.rest.results import MEDIA_TYPES, stream_result
+from ocrq.api.rest.routes.common import JobId, Limit, Offset, error_responses
+from ocrq.api.rest.schemas import (
+    DocumentsPage,
+    JobAccepted,
+    JobDetail,
+    JobOptions,
+    JobsPage,
+    PathsJobCreate,
+    ResultFormat,
+)
+from ocrq.api.rest.uploads import MultipartUpload, UploadLimits, discard, new_upload_dir, resolve_paths
+from ocrq.errors import JobAlreadyFinished, JobNotFinished, RequestError, TooLarge, UnsupportedMediaType
+from ocrq.jobs.store import JobStore
+from ocrq.schemas import JobStatus
+from ocrq.settings import Settings
+from ocrq.worker.documents.sources import SourceFile
+
+router = APIRouter(tags=["jobs"], responses=error_responses(401, 422))
+
+POLL_INTERVAL_S = 0.2
+M = TypeVar("M", JobOptions, PathsJobCreate)
+JSON_BODY_LIMIT = 1024 * 1024
+
+SUBMIT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "options": {"type": "string", "description": "JobOptions as a JSON object"},
+                    },
+                }
+            },
+            "application/json": {"schema": {"$ref": "#/components/schemas/PathsJobCreate"}},
+        },
+    }
+}
+
+
+@dataclass
+class Submission:
+    sources: list[SourceFile]
+    options: JobOptions
+    folder: Path | None = None
+    """Where the uploads were stored (removed again if the job is refused)."""
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobAccepted,
+    openapi_extra=SUBMIT_BODY,
+    responses=error_responses(403, 413, 415, 503),
+)
+async def submit_job(
+    request: Request,
+    response: Response,
+    key_id: ApiKeyDep,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    submitter: SubmitterDep,
+) -> JobAccepted:
+    """Upload files (multipart field ``files``) or name server-side ``paths`` (JSON); 202 and links."""
+    await run_in_threadpool(check_backlog, sessions, settings)
+    submission = await _receive(request, settings)
+    try:
+        _check_callback(submission.options, settings)
+        await run_in_threadpool(check_page_cap, submission.sources, settings)
+        job_id = await run_in_threadpool(submitter.submit, submission.sources, submission.options, key_id)
+    except BaseException:
+        discard(submission.folder)
+        raise
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    return JobAccepted(
+        id=job_id, status=JobStatus.QUEUED, documents=len(submission.sources), links=job_links(job_id)
+    )
+
+
+async def _receive(request: Request, settings: Settings) -> Submission:
+    content_type = request.headers.get("content-type", "")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.api_max_upload_bytes:
+        raise TooLarge(f"the request body exceeds {settings.api_max_upload_bytes:,} bytes")
+    if content_type.startswith("multipart/form-data"):
+        return await _receive_uploads(request, settings, content_type)
+    if content_type.split(";")[0].strip() == "application/json":
+        return await _receive_paths(request, settings)
+    raise UnsupportedMediaType("send files as multipart/form-data or paths as application/json")
+
+
+async def _receive_uploads(request: Request, settings: Settings, content_type: str) -> Submission:
+    folder = await run_in_threadpool(new_upload_dir, settings.api_upload_dir)
+    limits = UploadLimits(settings.api_max_upload_bytes, settings.api_max_files_per_job)
+    try:
+        form = await MultipartUpload(folder, limits).receive(content_type, request.stream())
+        if not form.sources:
+            raise RequestError("no files: send them in the multipart field `files`")
+        options = _validated(JobOptions, form.fields.get("options") or "{}", ("body", "options"))
+    except BaseException:
+        discard(folder)
+        raise
+    return Submission(form.sources, options, folder)
+
+
+async def _receive_paths(request: Request, settings: Settings) -> Submission:
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > JSON_BODY_LIMIT:
+            raise TooLarge(f"a JSON body is at most {JSON_BODY_LIMIT:,} bytes")
+    create = _validated(PathsJobCreate, bytes(body), ("body",))
+    sources = await run_in_threadpool(resolve_paths, create.paths, settings.api_path_roots)
+    if len(sources) > settings.api_max_files_per_job:
+        raise TooLarge(
+            f"a job takes at most {settings.api_max_files_per_job} files; the paths hold {len(sources)}"
+        )
+    if not sources:
+        raise RequestError("the paths hold no files")
+    return Submission(sources, create.options)
+
+
+def _validated(model: type[M], raw: str | bytes, loc: tuple[str, ...]) -> M:
+    """Parse JSON into a model; errors come back in the same shape as FastAPI's own validation."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [e | {"loc": (*loc, *e["loc"])} for e in error.errors(include_input=False, include_url=False)]
+        ) from error
+
+
+def _check_callback(options: JobOptions, settings: Settings) -> None:
+    secret = settings.api_webhook_secret
+    if options.callback_url and not (secret and secret.get_secret_value()):
+        raise RequestError("this server sends no webhooks: OCRQ_API_WEBHOOK_SECRET is not set")
+
+
+@router.get("/jobs", response_model=JobsPage)
+async def read_jobs(
+    sessions: SessionsDep,
+    status: Annotated[JobStatus | None, Query()] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> JobsPage:
+    """Jobs, newest first, optionally only those with one status."""
+    jobs, count = await run_in_threadpool(list_jobs, sessions, status, limit, offset)
+    return JobsPage(data=jobs, count=count, limit=limit, offset=offset)
+
+
+@router.get("/jobs/{job_id}", response_model=JobDetail, responses=error_responses(404))
+async def read_job(
+    job_id: JobId,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    wait: Annotated[float, Query(ge=0, le=3600, description="Seconds to wait for the job to end")] = 0,
+) -> JobDetail:
+    """Status, counts, timings and per-document errors; with ``wait`` it answers as soon as the job ends."""
+    deadline = time.monotonic() + min(wait, settings.api_long_poll_max_s)
+    while not await run_in_threadpool(is_finished, sessions, job_id) and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_INTERVAL_S)
+    return await run_in_threadpool(job_detail, sessions, job_id)
+
+
+@router.delete("/jobs/{job_id}", response_model=JobDetail, responses=error_responses(404, 409))
+async def cancel_job(job_id: JobId, sessions: SessionsDep) -> JobDetail:
+    """Cancel: queued pages are skipped, running ones finish and count."""
+    finished = await run_in_threadpool(is_finished, sessions, job_id)  # 404 for an unknown job
+    if finished or not await run_in_threadpool(JobStore(sessions).cancel_job, job_id):
+        raise JobAlreadyFinished(f"job {job_id} has finished already")
+    return await run_in_threadpool(job_detail, sessions, job_id)
+
+
+@router.get("/jobs/{job_id}/documents", response_model=DocumentsPage, responses=error_responses(404))
+async def read_documents(
+    job_id: JobId, sessions: SessionsDep, limit: Limit = 100, offset: Offset = 0
+) -> DocumentsPage:
+    """The job's documents in submission order."""
+    documents, count = await run_in_threadpool(list_documents, sessions, job_id, limit, offset)
+    return DocumentsPage(data=documents, count=count, limit=limit, offset=offset)
+
+
+@router.get(
+    "/jobs/{job_id}/result",
+    response_class=StreamingResponse,
+    responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}} | error_responses(404, 409),
+)
+async def read_result(
+    job_id: JobId,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    format: Annotated[ResultFormat, Query()] = "json",
+) -> StreamingResponse:
+    """The finished job's results, streamed: ``md``, ``json``, ``jsonl`` (a document per line) or ``zip``."""
+    if not await run_in_threadpool(is_finished, sessions, job_id):
+        raise JobNotFinished(f"job {job_id} has not finished; GET /v1/jobs/{job_id}?wait=60 waits for it")
+    headers = {"Content-Disposition": f'attachment; filename="job-{job_id}.{format}"'}
+    body = stream_result(sessions, settings, job_id, format)
+    return StreamingResponse(body, media_type=MEDIA_TYPES[format], headers=headers)

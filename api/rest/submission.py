@@ -1,0 +1,89 @@
+"""Turning accepted sources into a job: registered, then queued for Celery or the background runner.
+
+One interface, two modes. With ``OCRQ_BROKER_URL`` the job goes through
+:class:`ocrq.worker.queue.dispatch.Dispatcher` exactly as ``submit-batch`` sends it;
+without, :func:`ocrq.worker.documents.ingest.create_job` registers it and the
+:class:`~ocrq.api.rest.embedded.BackgroundRunner` picks it up.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from celery import Celery
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ocrq.api.rest.embedded import BackgroundRunner, unfinished_embedded_jobs
+from ocrq.api.rest.schemas import JobOptions
+from ocrq.db.models import Job, utcnow
+from ocrq.settings import Settings
+from ocrq.worker.documents.ingest import create_job
+from ocrq.worker.documents.sources import SourceFile
+from ocrq.worker.queue.dispatch import Dispatcher
+
+ORIGIN = "api"
+
+
+def job_settings(settings: Settings, options: JobOptions) -> Settings:
+    """The server's settings with this job's choices on top (validated already by :class:`JobOptions`)."""
+    changes: dict[str, Any] = {}
+    if options.engines:
+        changes["engines"] = list(options.engines)
+    if options.dpi:
+        changes["render_dpi"] = options.dpi
+    if options.model:
+        changes["vllm_model"] = options.model
+    if options.prompt_mode:
+        changes["prompt_mode"] = options.prompt_mode
+    return settings.model_copy(update=changes)
+
+
+class Submitter(Protocol):
+    def submit(self, sources: list[SourceFile], options: JobOptions, key_id: int | None) -> int: ...
+
+
+class QueueSubmitter:
+    def __init__(self, celery: Celery, sessions: sessionmaker[Session], settings: Settings) -> None:
+        self.celery, self.sessions, self.settings = celery, sessions, settings
+
+    def submit(self, sources: list[SourceFile], options: JobOptions, key_id: int | None) -> int:
+        dispatcher = Dispatcher(self.celery, self.sessions, job_settings(self.settings, options))
+        job_id = dispatcher.submit(sources, origin=ORIGIN, reuse=not options.force, priority=options.priority)
+        annotate_job(self.sessions, job_id, options, key_id)
+        return job_id
+
+
+class EmbeddedSubmitter:
+    def __init__(self, runner: BackgroundRunner, sessions: sessionmaker[Session], settings: Settings) -> None:
+        self.runner, self.sessions, self.settings = runner, sessions, settings
+
+    def submit(self, sources: list[SourceFile], options: JobOptions, key_id: int | None) -> int:
+        settings = job_settings(self.settings, options)
+        job_id = create_job(self.sessions, sources, settings, origin=ORIGIN, reuse=not options.force)
+        annotate_job(self.sessions, job_id, options, key_id)
+        self.runner.enqueue(job_id, settings)
+        return job_id
+
+    def resume(self) -> None:
+        """Queue again the jobs a previous API process accepted but did not finish."""
+        for job in unfinished_embedded_jobs(self.sessions):
+            options = JobOptions.model_validate(job.settings.get("api_options", {}))
+            self.runner.enqueue(job.id, job_settings(self.settings, options))
+
+
+def annotate_job(
+    sessions: sessionmaker[Session], job_id: int, options: JobOptions, key_id: int | None
+) -> None:
+    """Record the submitter, the options and the webhook to send (the sender finds it by state)."""
+    callback = str(options.callback_url) if options.callback_url else None
+    with sessions.begin() as session:
+        job = session.get_one(Job, job_id)
+        values: dict[str, Any] = {
+            "api_key_id": key_id,
+            "settings": job.settings | {"api_options": options.model_dump(mode="json")},
+            "callback_url": callback,
+        }
+        if callback:
+            values |= {"webhook_status": "pending", "webhook_due_at": utcnow()}
+        session.execute(update(Job).where(Job.id == job_id).values(**values))

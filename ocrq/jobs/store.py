@@ -1,0 +1,289 @@
+"""Every state change of a job, document or page, written so that replays are harmless.
+
+Delivery is at-least-once (a redelivered Celery task, a resumed batch), so each
+transition is a conditional UPDATE: a page already finished is never finished
+again, and document counters move exactly once per page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import Connection, Update, and_, case, func, insert, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ocrq.db.models import Attempt, Document, Job, Page, utcnow
+from ocrq.errors import OcrqError
+from ocrq.schemas import DocumentStatus, DocumentType, JobStatus, PageResult, PageStatus
+from ocrq.worker.engines.chain import AttemptRecord
+
+FINISHED_DOCUMENT = (
+    DocumentStatus.DONE,
+    DocumentStatus.PARTIAL,
+    DocumentStatus.FAILED,
+    DocumentStatus.CANCELLED,
+)
+FINISHED_PAGE = (PageStatus.DONE, PageStatus.FAILED, PageStatus.CANCELLED)
+DEFAULT_LEASE_SECONDS = 900
+
+
+@dataclass(frozen=True, slots=True)
+class PageClaim:
+    """What a page worker needs to render and OCR one page."""
+
+    page_id: int
+    document_id: int
+    index: int
+    path: Path
+    doc_type: DocumentType
+
+
+@dataclass(frozen=True, slots=True)
+class PageFinish:
+    """The outcome of one page: a result or an error, plus how it went."""
+
+    result: PageResult | None
+    error: OcrqError | None
+    render_ms: float | None
+    size: tuple[int, int] | None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+
+
+class JobStore:
+    def __init__(self, sessions: sessionmaker[Session], lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.sessions = sessions
+        self.lease = timedelta(seconds=lease_seconds)
+
+    def claim_page(self, page_id: int) -> PageClaim | None:
+        """Mark a page running; None when it is finished or another worker holds a fresh lease.
+
+        A page left ``running`` longer than the lease belonged to a worker that
+        died; the claim takes it over. Core statements on the session's
+        connection: this runs once per page and must stay cheap.
+        """
+        with self.sessions.begin() as session:
+            connection = session.connection()
+            page = connection.execute(self._claim_statement(page_id)).first()
+            if page is None:
+                return None
+            document = connection.execute(
+                select(Document.path, Document.detected_type, Document.status, Document.job_id).where(
+                    Document.id == page.document_id
+                )
+            ).one()
+            if document.status == DocumentStatus.QUEUED:
+                _start_document(connection, page.document_id, document.job_id)
+            doc_type = DocumentType(document.detected_type)
+            return PageClaim(page_id, page.document_id, page.index, Path(document.path), doc_type)
+
+    def _claim_statement(self, page_id: int) -> Update:
+        now = utcnow()
+        claimable = or_(
+            Page.status == PageStatus.QUEUED,
+            and_(Page.status == PageStatus.RUNNING, Page.started_at < now - self.lease),
+        )
+        return (
+            update(Page)
+            .where(Page.id == page_id, claimable)
+            .values(status=PageStatus.RUNNING, started_at=now)
+            .returning(Page.document_id, Page.index)
+        )
+
+    def finish_page(self, claim: PageClaim, finish: PageFinish) -> bool:
+        """Store the outcome once; returns False when another delivery got there first."""
+        with self.sessions.begin() as session:
+            connection = session.connection()
+            if finish.attempts:  # kept even for a late duplicate: they happened
+                connection.execute(
+                    insert(Attempt), [a.as_row() | {"page_id": claim.page_id} for a in finish.attempts]
+                )
+            changed = connection.execute(
+                update(Page)
+                .where(Page.id == claim.page_id, Page.status.not_in(FINISHED_PAGE))
+                .values(**_page_values(finish))
+            ).rowcount
+            if not changed:
+                return False
+            if _count_page(connection, claim.document_id, ok=finish.error is None):
+                self._close_if_complete(session, claim.document_id)
+            return True
+
+    def release_page(self, claim: PageClaim, attempts: list[AttemptRecord]) -> None:
+        """Put a claimed page back in the queue (its engines may recover); the attempts stay recorded."""
+        with self.sessions.begin() as session:
+            connection = session.connection()
+            if attempts:
+                connection.execute(
+                    insert(Attempt), [a.as_row() | {"page_id": claim.page_id} for a in attempts]
+                )
+            connection.execute(
+                update(Page)
+                .where(Page.id == claim.page_id, Page.status == PageStatus.RUNNING)
+                .values(status=PageStatus.QUEUED, started_at=None, enqueued_at=utcnow())
+            )
+
+    def fail_document(self, document_id: int, error: OcrqError) -> None:
+        with self.sessions.begin() as session:
+            document = session.get_one(Document, document_id)
+            document.status, document.finished_at = DocumentStatus.FAILED, utcnow()
+            document.error_code, document.error_message = error.code, error.message
+            self._finalize_job_of(session, document_id)
+
+    def finalize_document(self, document_id: int) -> None:
+        """Close a document whose pages are all finished already (e.g. all reused)."""
+        with self.sessions.begin() as session:
+            self._close_if_complete(session, document_id)
+
+    def cancel_job(self, job_id: int) -> bool:
+        """Queued pages and unfinished documents are cancelled; running pages still finish and count."""
+        with self.sessions.begin() as session:
+            cancelled = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.finished_at.is_(None))
+                .values(status=JobStatus.CANCELLED, finished_at=utcnow())
+            ).rowcount
+            if not cancelled:
+                return False
+            documents = select(Document.id).where(Document.job_id == job_id)
+            session.execute(
+                update(Page)
+                .where(Page.document_id.in_(documents), Page.status == PageStatus.QUEUED)
+                .values(status=PageStatus.CANCELLED)
+            )
+            session.execute(
+                update(Document)
+                .where(Document.job_id == job_id, Document.status.not_in(FINISHED_DOCUMENT))
+                .values(status=DocumentStatus.CANCELLED, finished_at=utcnow())
+            )
+            return True
+
+    def start_job(self, job_id: int) -> None:
+        with self.sessions.begin() as session:
+            _start_job(session, job_id)
+
+    def _close_if_complete(self, session: Session, document_id: int) -> None:
+        if _finalize_document(session, document_id):
+            _explain_page_failures(session, document_id)
+            self._finalize_job_of(session, document_id)
+
+    def _finalize_job_of(self, session: Session, document_id: int) -> None:
+        job_id = session.scalar(select(Document.job_id).where(Document.id == document_id))
+        finalize_job(session, job_id)
+
+
+def _start_job(connection: Connection | Session, job_id: int) -> None:
+    connection.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.RUNNING, started_at=utcnow())
+    )
+
+
+def _start_document(connection: Connection, document_id: int, job_id: int) -> None:
+    connection.execute(
+        update(Document)
+        .where(Document.id == document_id, Document.status == DocumentStatus.QUEUED)
+        .values(status=DocumentStatus.RUNNING)
+    )
+    _start_job(connection, job_id)
+
+
+def _page_values(finish: PageFinish) -> dict[str, object]:
+    values: dict[str, object] = {"finished_at": utcnow(), "render_ms": finish.render_ms}
+    if finish.size:
+        values["width"], values["height"] = finish.size
+    if finish.error is not None:
+        return values | {
+            "status": PageStatus.FAILED,
+            "error_code": finish.error.code,
+            "error_message": finish.error.message,
+        }
+    result = finish.result
+    assert result is not None
+    return values | {
+        "status": PageStatus.DONE,
+        "text": result.text,
+        "markdown": result.markdown,
+        "cells": result.cells_json(),
+        "engine": result.engine,
+        "model": result.model,
+        "ocr_ms": result.ocr_ms,
+        "tokens_in": result.tokens_in,
+        "tokens_out": result.tokens_out,
+    }
+
+
+def _count_page(connection: Connection, document_id: int, *, ok: bool) -> bool:
+    """Count the page; True when that was the document's last one."""
+    column = Document.pages_done if ok else Document.pages_failed
+    counted = connection.execute(
+        update(Document)
+        .where(Document.id == document_id)
+        .values({column: column + 1})
+        .returning(Document.pages_done + Document.pages_failed, Document.page_count)
+    ).one()
+    return counted[0] >= counted[1]
+
+
+def _finalize_document(session: Session, document_id: int) -> bool:
+    """Set the final status once every page is counted; True if this call did it."""
+    status = case(
+        (Document.pages_failed == 0, DocumentStatus.DONE.value),
+        (Document.pages_done == 0, DocumentStatus.FAILED.value),
+        else_=DocumentStatus.PARTIAL.value,
+    )
+    return bool(
+        session.execute(
+            update(Document)
+            .where(
+                Document.id == document_id,
+                Document.status.not_in(FINISHED_DOCUMENT),
+                Document.pages_done + Document.pages_failed >= Document.page_count,
+            )
+            .values(status=status, finished_at=utcnow())
+        ).rowcount
+    )
+
+
+def _explain_page_failures(session: Session, document_id: int) -> None:
+    """Give a failed or partial document the code of its first failed page and a count."""
+    document = session.get_one(Document, document_id)
+    if document.pages_failed == 0 or document.error_code:
+        return
+    first = session.scalars(
+        select(Page)
+        .where(Page.document_id == document_id, Page.status == PageStatus.FAILED)
+        .order_by(Page.index)
+        .limit(1)
+    ).one()
+    document.error_code = first.error_code
+    document.error_message = (
+        f"{document.pages_failed} of {document.page_count} page(s) failed; "
+        f"first, page {first.index + 1}: {first.error_message}"
+    )
+
+
+def finalize_job(session: Session, job_id: int) -> None:
+    """Close the job when no document is left open; its status summarises the documents."""
+    counts = dict(
+        session.execute(
+            select(Document.status, func.count()).where(Document.job_id == job_id).group_by(Document.status)
+        ).all()
+    )
+    if any(status not in FINISHED_DOCUMENT for status in counts):
+        return
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.finished_at.is_(None))
+        .values(status=_job_status(counts), finished_at=utcnow())
+    )
+
+
+def _job_status(counts: dict[str, int]) -> JobStatus:
+    if set(counts) <= {DocumentStatus.DONE}:
+        return JobStatus.DONE
+    if set(counts) <= {DocumentStatus.FAILED}:
+        return JobStatus.FAILED
+    return JobStatus.PARTIAL

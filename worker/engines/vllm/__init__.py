@@ -1,0 +1,1 @@
+"""The vLLM engine: OpenAI-compatible HTTP client, request building, in-flight control, containers."""

@@ -1,0 +1,1 @@
+"""Result files written from the database: per-document Markdown and JSON, and ``batch.json``."""
