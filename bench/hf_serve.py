@@ -7,12 +7,13 @@ greedy tokens with no retry ladder; then load and unload times, in-process and t
 ``/models/load`` and ``/models/unload``. The tiny model makes generation cheap, so the figures
 show what the server adds (HTTP, PNG encode and decode, the batch window) rather than model speed.
 
-    .venv/bin/python -m bench.hf_serve [--pages 24] [--tokens 16]
+    .venv/bin/python -m bench.hf_serve [--pages 8] [--rounds 3] [--tokens 16]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -67,33 +68,49 @@ def settings_for(model_dir: Path, tokens: int, **extra: object) -> Settings:
     return build_settings(**(base | extra))
 
 
-def in_process(model_dir: Path, args: argparse.Namespace) -> dict[str, float]:
+def compare(model_dir: Path, work: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Rounds alternate in-process and served runs, so the machine's drifting load hits both alike."""
     settings = settings_for(model_dir, args.tokens)
-    engine = TransformersEngine(load_plan(settings), None, EngineOptions.from_settings(settings))
-    cold = engine.generator.load()
-    figures = {f"in-process c={c}": pages_per_second(engine.recognize, args.pages, c) for c in (1, 4)}
-    figures["in-process unload s"] = _timed(engine.generator.unload)
-    figures["in-process load s (cold: imports + weights)"] = cold
-    figures["in-process load s (warm)"] = engine.generator.load()
-    engine.close()
-    return figures
-
-
-def served(model_dir: Path, work: Path, args: argparse.Namespace) -> dict[str, float]:
+    local = TransformersEngine(load_plan(settings), None, EngineOptions.from_settings(settings))
+    figures = {"in-process load s (cold: imports + weights)": local.generator.load()}
     flags = ("--max-new-tokens", str(args.tokens), "--batch-size", "4")
     started = time.perf_counter()
     with running_serve_hf(model_dir, work, *flags) as server:
-        figures = {"serve-hf start to /health s": time.perf_counter() - started}
-        settings = settings_for(
-            model_dir, args.tokens, engines=["vllm"], vllm_url=server.url, vllm_model=TINY
+        figures["serve-hf start to /health s (imports + load)"] = time.perf_counter() - started
+        remote = VllmEngine.from_settings(
+            settings_for(model_dir, args.tokens, engines=["vllm"], vllm_url=server.url, vllm_model=TINY)
         )
-        engine = VllmEngine.from_settings(settings)
         for concurrency in (1, 4):
-            figures[f"serve-hf c={concurrency}"] = pages_per_second(engine.recognize, args.pages, concurrency)
-        engine.close()
-        figures["serve-hf /models/unload s"] = _timed(lambda: _post(server.url, "/models/unload"))
-        figures["serve-hf /models/load s"] = _timed(lambda: _post(server.url, "/models/load"))
+            rounds = [
+                (pages_per_second(local.recognize, args.pages, concurrency),
+                 pages_per_second(remote.recognize, args.pages, concurrency))
+                for _ in range(args.rounds)
+            ]  # fmt: skip
+            figures[f"in-process c={concurrency}"] = statistics.median(r[0] for r in rounds)
+            figures[f"serve-hf c={concurrency}"] = statistics.median(r[1] for r in rounds)
+            figures[f"ratio serve-hf/in-process c={concurrency}"] = statistics.median(
+                r[1] / r[0] for r in rounds
+            )
+        remote.close()
+        figures |= load_cycles(local, server.url, args.rounds)
+    local.close()
     return figures
+
+
+def load_cycles(local: TransformersEngine, url: str, rounds: int) -> dict[str, float]:
+    """Median unload and (warm) load seconds, in-process and through the server's routes."""
+    cycles = [
+        (_timed(local.generator.unload), _timed(local.generator.load),
+         _timed(lambda: _post(url, "/models/unload")), _timed(lambda: _post(url, "/models/load")))
+        for _ in range(rounds)
+    ]  # fmt: skip
+    names = (
+        "in-process unload s",
+        "in-process load s (warm)",
+        "serve-hf /models/unload s",
+        "serve-hf /models/load s",
+    )
+    return {name: statistics.median(cycle[i] for cycle in cycles) for i, name in enumerate(names)}
 
 
 def _post(url: str, path: str) -> None:
@@ -108,21 +125,22 @@ def _timed(action: Callable[[], object]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pages", type=int, default=24)
+    parser.add_argument("--pages", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=16)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ocrq-bench-hf-") as folder:
         work = Path(folder)
         model_dir = build_tiny_model(work / "tiny-qwen2-vl")
         readable_by_transformers_4(model_dir)
-        figures = in_process(model_dir, args) | served(model_dir, work, args)
-    print(f"tiny Qwen2-VL, {args.pages} pages of 1240x1754 px per run, {args.tokens} greedy tokens each")
+        figures = compare(model_dir, work, args)
+    print(
+        f"tiny Qwen2-VL, {args.pages} pages of 1240x1754 px per run, {args.tokens} greedy tokens each, "
+        f"median of {args.rounds} alternating rounds"
+    )
     for name, value in figures.items():
-        unit = "pages/s" if "c=" in name else ""
-        print(f"  {name:<45} {value:8.2f} {unit}")
-    for concurrency in (1, 4):
-        ratio = figures[f"serve-hf c={concurrency}"] / figures[f"in-process c={concurrency}"]
-        print(f"  serve-hf / in-process at c={concurrency}: {ratio:.2f}")
+        unit = "pages/s" if name.startswith(("in-process c=", "serve-hf c=")) else ""
+        print(f"  {name:<48} {value:8.2f} {unit}")
 
 
 if __name__ == "__main__":

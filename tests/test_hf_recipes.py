@@ -283,3 +283,16 @@ def test_deepseek_grounded_markdown_becomes_page_pixel_cells() -> None:
         spec, choose_prompt(spec, PageTask(mode=PromptMode.TEXT_ONLY)), "Just text.", "stop", plan
     )
     assert free.text == "Just text." and free.cells == [] and free.clean
+
+
+@needs_extra
+def test_doctor_says_whether_this_host_could_load_the_model(make_settings: Callable[..., Settings]) -> None:
+    from ocrq.worker.doctor import check_transformers
+
+    refused = check_transformers(make_settings(engines=["transformers"], transformers_model="phi-3.5-vision"))
+    assert refused is not None and not refused.ok and not refused.required  # the chain skips it, no outage
+    assert (
+        refused.detail.startswith("phi-3.5-vision: transformers")
+        and "needs transformers<=4.48" in refused.detail
+    )
+    assert check_transformers(make_settings(engines=["tesseract"])) is None

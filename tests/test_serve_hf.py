@@ -281,3 +281,23 @@ def test_guards_without_a_model(make_settings: Callable[..., Settings], tiny_mod
     refused = client.post("/v1/chat/completions", json=two, headers={"Authorization": "Bearer k"})
     assert refused.status_code == 400 and "exactly one image" in refused.json()["error"]["message"]
     assert not pool.models[0].loaded
+
+
+def test_doctor_reports_the_serve_hf_server(server: HfServer, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ocrq.api.cli import cli
+
+    env = {
+        "OCRQ_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}", "OCRQ_BROKER_URL": None, "OCRQ_VLLM_URL": None,
+        "OCRQ_ENGINES": "transformers,tesseract", "OCRQ_TRANSFORMERS_URL": server.url,
+        "OCRQ_TRANSFORMERS_API_KEY": KEY,
+    }  # fmt: skip
+    result = CliRunner().invoke(cli, ["doctor"], env=env)
+    line = next(line for line in result.stdout.splitlines() if line.split()[1] == "transformers")
+    assert result.exit_code == 0, result.output
+    assert line.startswith("ok") and "health ok" in line and TINY_SERVED_NAME in line
+    down = CliRunner().invoke(
+        cli, ["doctor"], env=env | {"OCRQ_TRANSFORMERS_URL": f"http://127.0.0.1:{free_port()}"}
+    )
+    assert down.exit_code == 1  # the chain's transformers server is down: a required part
