@@ -296,3 +296,53 @@ def test_doctor_says_whether_this_host_could_load_the_model(make_settings: Calla
         and "needs transformers<=4.48" in refused.detail
     )
     assert check_transformers(make_settings(engines=["tesseract"])) is None
+
+
+def test_quantisation_is_decided_by_what_the_host_has() -> None:
+    from ocrq.errors import QuantizationUnavailable
+    from ocrq.worker.engines.hf.quantization import Quantization, decide, requested_bits
+
+    assert (
+        requested_bits("", "8bit") == 8
+        and requested_bits("4bit", "8bit") == 4
+        and requested_bits("none", "8bit") == 0
+    )
+    assert decide(8, cuda=True, bitsandbytes=True, fallback="refuse", what="m") == Quantization(8)
+    assert decide(0, cuda=False, bitsandbytes=False, fallback="refuse", what="m") == Quantization(0)
+    cpu = decide(4, cuda=False, bitsandbytes=True, fallback="full", what="qwen2-vl-7b")
+    assert cpu.bits == 0 and cpu.note == (
+        "qwen2-vl-7b: 4-bit loading needs bitsandbytes on CUDA, and this host has no CUDA device; "
+        "loading in full precision instead"
+    )
+    without = decide(8, cuda=True, bitsandbytes=False, fallback="full", what="m")
+    assert without.bits == 0 and "no bitsandbytes (pip install 'ocrq[quantization]')" in (without.note or "")
+    with pytest.raises(QuantizationUnavailable, match="refusing"):
+        decide(8, cuda=False, bitsandbytes=False, fallback="refuse", what="m")
+    with pytest.raises(ConfigurationError, match="'3bit' is not one of"):
+        requested_bits("3bit", "none")
+
+
+def test_the_memory_guard_sees_the_quantised_size(tmp_path: Path) -> None:
+    """A 7B model (14 GiB of bf16 weights) on a 12 GiB GPU, NVML read through the guard's injectable
+    reader: refused in bf16, admitted in 8 bits (~9.4 GiB with headroom) and 4 bits (~5.2 GiB)."""
+    from ocrq.worker.engines.hf.gpu_memory import GiB, GpuMemoryShort, MemoryGuard
+    from ocrq.worker.engines.hf.loading import LoadPlan, need_bytes
+
+    snapshot = tmp_path / "Qwen2-VL-7B"
+    snapshot.mkdir()
+    (snapshot / "config.json").write_text(json.dumps({"torch_dtype": "bfloat16"}))
+    with (snapshot / "model.safetensors").open("wb") as weights:
+        weights.truncate(14 * GiB)  # sparse: the size is what counts
+    spec = bundled_registry().get("qwen2-vl-7b")
+    plan = LoadPlan(spec, snapshot, recipe_for(spec), "cuda:0", 8)
+    need = {bits: need_bytes(plan, "bfloat16", bits) for bits in (0, 8, 4)}
+    assert [round(need[b] / GiB, 1) for b in (0, 8, 4)] == [17.8, 9.4, 5.2]
+    asked: list[int] = []
+    guard = MemoryGuard(read_free=lambda index: asked.append(index) or 12 * GiB)
+    with pytest.raises(
+        GpuMemoryShort, match=r"qwen2-vl-7b needs about 17\.8 GiB on GPU 0 but only 12\.0 GiB"
+    ):
+        guard.ensure_room(need[0], 0, spec.key)
+    guard.ensure_room(need[8], 0, spec.key)
+    guard.ensure_room(need[4], 0, spec.key)
+    assert asked == [0, 0, 0]

@@ -75,7 +75,7 @@ def load(server: HfServer) -> dict[str, float]:
 def vllm_settings(make_settings: Callable[..., Settings], server: HfServer, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "engines": ["vllm"],
-        "vllm_url": server.url,
+        "vllm_model_urls": {TINY: server.url},  # serve-hf as the vLLM engine's backend for this model
         "vllm_model": TINY,
         "vllm_api_key": KEY,
         "vllm_ladder_retries": 0,
@@ -277,6 +277,10 @@ def test_guards_without_a_model(make_settings: Callable[..., Settings], tiny_mod
     )
     big = client.post("/v1/chat/completions", content=b"x" * 2000, headers={"Authorization": "Bearer k"})
     assert big.status_code == 413 and "over 1000 bytes" in big.json()["error"]["message"]
+    chunks = client.post(
+        "/v1/chat/completions", content=iter([b"x"] * 5), headers={"Authorization": "Bearer k"}
+    )
+    assert chunks.status_code == 411  # a streamed body of unknown size is not read at all
     two = {"model": TINY, "messages": [{"role": "user", "content": [{"type": "text", "text": "no image"}]}]}
     refused = client.post("/v1/chat/completions", json=two, headers={"Authorization": "Bearer k"})
     assert refused.status_code == 400 and "exactly one image" in refused.json()["error"]["message"]

@@ -91,6 +91,17 @@ def _save(out: Path, processor: Any, model: Any, eos: int, pad: int) -> Path:
     return out
 
 
+def qwen_tokens(bpe: Any) -> tuple[Any, dict[str, int]]:
+    """The Qwen tokenizer and the config's token ids (image, video, vision start/end, eos, pad)."""
+    tokenizer = tokenizer_with(bpe, QWEN_SPECIALS)
+    names = {
+        "eos_token_id": "<|im_end|>", "pad_token_id": "<|endoftext|>", "image_token_id": "<|image_pad|>",
+        "video_token_id": "<|video_pad|>", "vision_start_token_id": "<|vision_start|>",
+        "vision_end_token_id": "<|vision_end|>",
+    }  # fmt: skip
+    return tokenizer, {key: tokenizer.convert_tokens_to_ids(token) for key, token in names.items()}
+
+
 def build_qwen2_5_vl(bpe: Any, out: Path) -> Path:
     from transformers import (
         Qwen2_5_VLConfig,
@@ -100,29 +111,23 @@ def build_qwen2_5_vl(bpe: Any, out: Path) -> Path:
         Qwen2VLVideoProcessor,
     )  # fmt: skip
 
-    tokenizer = tokenizer_with(bpe, QWEN_SPECIALS)
-    eos, pad, image, video, start, end = ids(
-        tokenizer,
-        "<|im_end|>",
-        "<|endoftext|>",
-        "<|image_pad|>",
-        "<|video_pad|>",
-        "<|vision_start|>",
-        "<|vision_end|>",
-    )
+    tokenizer, tokens = qwen_tokens(bpe)
     vision = {
         "depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2, "out_hidden_size": 64,
         "window_size": 56, "fullatt_block_indexes": [1],
     }  # fmt: skip
     text = TEXT | {"rope_scaling": {"type": "mrope", "mrope_section": [4, 6, 6]}}
-    config = Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision, image_token_id=image, video_token_id=video,
-        vision_start_token_id=start, vision_end_token_id=end, eos_token_id=eos, pad_token_id=pad, **text,
-    )  # fmt: skip
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **tokens, **text)
     processor = Qwen2_5_VLProcessor(
         Qwen2VLImageProcessor(**QWEN_PIXELS), tokenizer, Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE
     )
-    return _save(out, processor, Qwen2_5_VLForConditionalGeneration(config), eos, pad)
+    return _save(
+        out,
+        processor,
+        Qwen2_5_VLForConditionalGeneration(config),
+        tokens["eos_token_id"],
+        tokens["pad_token_id"],
+    )
 
 
 def build_qwen3_vl(bpe: Any, out: Path) -> Path:
@@ -134,16 +139,7 @@ def build_qwen3_vl(bpe: Any, out: Path) -> Path:
         Qwen3VLVideoProcessor,
     )  # fmt: skip
 
-    tokenizer = tokenizer_with(bpe, QWEN_SPECIALS)
-    eos, pad, image, video, start, end = ids(
-        tokenizer,
-        "<|im_end|>",
-        "<|endoftext|>",
-        "<|image_pad|>",
-        "<|video_pad|>",
-        "<|vision_start|>",
-        "<|vision_end|>",
-    )
+    tokenizer, tokens = qwen_tokens(bpe)
     vision = {
         "depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2, "out_hidden_size": 64,
         "patch_size": 16, "num_position_embeddings": 576, "deepstack_visual_indexes": [1],
@@ -152,15 +148,18 @@ def build_qwen3_vl(bpe: Any, out: Path) -> Path:
         "head_dim": 32,
         "rope_scaling": {"rope_type": "default", "mrope_section": [4, 6, 6], "mrope_interleaved": True},
     }
-    config = Qwen3VLConfig(
-        text_config=text, vision_config=vision, image_token_id=image, video_token_id=video,
-        vision_start_token_id=start, vision_end_token_id=end,
-    )  # fmt: skip
+    config = Qwen3VLConfig(text_config=text, vision_config=vision, **tokens)
     pixels = {"min_pixels": 32 * 32 * 4, "max_pixels": 32 * 32 * 1280}
     images = Qwen2VLImageProcessorFast(patch_size=16, merge_size=2, **pixels)
     videos = Qwen3VLVideoProcessor(patch_size=16, merge_size=2)
     processor = Qwen3VLProcessor(images, tokenizer, videos, chat_template=CHAT_TEMPLATE)
-    return _save(out, processor, Qwen3VLForConditionalGeneration(config), eos, pad)
+    return _save(
+        out,
+        processor,
+        Qwen3VLForConditionalGeneration(config),
+        tokens["eos_token_id"],
+        tokens["pad_token_id"],
+    )
 
 
 def build_got_ocr2(bpe: Any, out: Path) -> Path:

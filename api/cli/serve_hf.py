@@ -75,7 +75,7 @@ def serve_hf(
         batch_window_ms / 1000,
         idle_unload_seconds,
         max_new_tokens or settings.transformers_max_new_tokens or None,
-        settings.max_source_pixels,
+        settings.max_page_pixels,
     )
     pool = ModelPool(settings, options)
     or_exit(lambda: _prepare(pool, settings, models, served_model_name, lazy))

@@ -31,7 +31,8 @@ class ServeOptions:
     """A server keeps its model unless told (0); a shared GPU may want it released when idle."""
     max_new_tokens: int | None = None
     """Caps what a request may ask for (slow CPU hosts); None: the registry's max_tokens."""
-    max_image_pixels: int = 200_000_000
+    max_image_pixels: int = 40_000_000
+    """Larger images are refused before decoding (``OCRQ_MAX_PAGE_PIXELS``)."""
 
 
 @dataclass(slots=True)

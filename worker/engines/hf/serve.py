@@ -122,8 +122,10 @@ def create_app(pool: ModelPool, api_key: str | None = None, max_body_bytes: int 
 def _guards(app: FastAPI, api_key: str | None, max_body_bytes: int) -> None:
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        declared = request.headers.get("content-length", "0")
-        if declared.isdigit() and int(declared) > max_body_bytes:
+        declared = request.headers.get("content-length")
+        if request.method == "POST" and not (declared and declared.isdigit()):
+            return _error(411, "a Content-Length is required (bodies are size-checked)", "LengthRequired")
+        if declared and declared.isdigit() and int(declared) > max_body_bytes:
             return _error(413, f"request body over {max_body_bytes} bytes", "RequestEntityTooLarge")
         if api_key and request.url.path not in OPEN_PATHS:
             given = request.headers.get("authorization", "")
