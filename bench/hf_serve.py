@@ -13,6 +13,7 @@ show what the server adds (HTTP, PNG encode and decode, the batch window) rather
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -127,8 +128,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--threads",
+        default="1",
+        help="OMP_NUM_THREADS for both processes: on a shared, oversubscribed CPU "
+        "torch's spinning intra-op threads cost more than they give (1 was 3-5x faster here)",
+    )
     parser.add_argument("--tokens", type=int, default=16)
     args = parser.parse_args()
+    os.environ["OMP_NUM_THREADS"] = args.threads  # before torch loads; the server inherits it
     with tempfile.TemporaryDirectory(prefix="ocrq-bench-hf-") as folder:
         work = Path(folder)
         model_dir = build_tiny_model(work / "tiny-qwen2-vl")
@@ -136,7 +144,7 @@ def main() -> None:
         figures = compare(model_dir, work, args)
     print(
         f"tiny Qwen2-VL, {args.pages} pages of 1240x1754 px per run, {args.tokens} greedy tokens each, "
-        f"median of {args.rounds} alternating rounds"
+        f"median of {args.rounds} alternating rounds, OMP_NUM_THREADS={args.threads}"
     )
     for name, value in figures.items():
         unit = "pages/s" if name.startswith(("in-process c=", "serve-hf c=")) else ""

@@ -70,7 +70,10 @@ class ModelPool:
             if known is not None:
                 return known
             if key not in self.registry.models:
-                raise ModelNotServed(f"The model `{key}` does not exist: not served here, not a registry key")
+                keys = ", ".join(sorted(self.registry.models))
+                raise ModelNotServed(
+                    f"The model `{key}` does not exist: not served here, not a registry key ({keys})"
+                )
             plan = load_plan(self.settings, self.registry, key, model_dir)
             options = self.options
             generator = Generator(
