@@ -213,6 +213,19 @@ class Overloaded(OcrqError):
     retryable = True
 
 
+class QuotaExceeded(RequestError):
+    """One key has more pages waiting than its quota allows; other keys are not affected."""
+
+    code = "quota_exceeded"
+    retryable = True
+
+
+class CallbackNotAllowed(RequestError):
+    """A webhook URL that is not https, or that resolves to an address ocrq must not call."""
+
+    code = "callback_not_allowed"
+
+
 # --- Transformers recipes and serve-hf (appended with issue 17) ----------------------------------
 
 

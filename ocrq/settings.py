@@ -180,10 +180,22 @@ class Settings(BaseSettings):
     api_webhook_timeout_s: float = Field(10.0, gt=0)
     api_webhook_poll_s: float = Field(1.0, gt=0)
     """How often the API looks for finished jobs whose webhook is due."""
+    api_key_max_queued_pages: int = Field(10_000, ge=0)
+    """Pages one key may have waiting (its unfinished jobs); over it: 429 + Retry-After. 0: no limit."""
+    api_public_url: str | None = None
+    """How clients reach this API (``https://ocr.example.org``): webhook payloads carry absolute links."""
+    api_behind_tls: bool = False
+    """The API is served over HTTPS (directly or by a proxy): responses carry Strict-Transport-Security."""
+    webhook_allow_http: bool = False
+    """Accept plain ``http://`` callback URLs (``https://`` only by default)."""
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Callback hosts allowed whatever they resolve to: names, ``*.suffix``, addresses or CIDR blocks."""
+    webhook_allow_private: bool = False
+    """Allow callbacks to private addresses (10/8, 172.16/12, 192.168/16, fc00::/7) for intranet receivers."""
 
-    @field_validator("api_path_roots", mode="before")
+    @field_validator("api_path_roots", "webhook_allow_hosts", mode="before")
     @classmethod
-    def _split_roots(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return value

@@ -17,6 +17,8 @@ from fastapi.testclient import TestClient
 
 from ocrq.api.rest.app import create_app
 from ocrq.api.rest.security import add_key
+from ocrq.api.rest.webhook_policy import Resolver
+from ocrq.jobs.access import Role
 from ocrq.settings import Settings
 from ocrq.worker.batch import open_database
 
@@ -45,20 +47,28 @@ class Api:
         return self.client.get(url, params=params, headers=self.headers)
 
 
-def make_key(settings: Settings, name: str | None = None) -> str:
+def make_key(settings: Settings, name: str | None = None, role: Role = Role.SUBMIT) -> str:
     engine, sessions = open_database(settings)
     try:
-        return add_key(sessions, name or f"tests-{uuid.uuid4().hex[:8]}")
+        return add_key(sessions, name or f"tests-{uuid.uuid4().hex[:8]}", role)
     finally:
         engine.dispose()
 
 
 @contextmanager
-def running_api(settings: Settings) -> Iterator[Api]:
-    """The app from its factory, lifespan running (background runner, webhook sender)."""
+def running_api(settings: Settings, resolver: Resolver | None = None) -> Iterator[Api]:
+    """The app from its factory, lifespan running (background runner, webhook sender).
+
+    ``resolver`` stands in for DNS when webhook hosts are named (see :mod:`ocrq.api.rest.webhook_policy`).
+    """
     key = make_key(settings)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, resolver)) as client:
         yield Api(client, key, settings)
+
+
+def as_key(api: Api, key: str) -> Api:
+    """The same running app, called with another key."""
+    return Api(api.client, key, api.settings)
 
 
 @dataclass
@@ -70,11 +80,16 @@ class Received:
 
 @dataclass
 class WebhookReceiver:
-    """A loopback HTTP server answering with the next status in ``statuses`` (then 200)."""
+    """A loopback HTTP server answering with the next status in ``statuses`` (then 200).
+
+    ``redirect_to`` makes every answer a 302 to that URL instead.
+    """
 
     statuses: list[int]
     requests: list[Received] = field(default_factory=list)
     url: str = ""
+    port: int = 0
+    redirect_to: str | None = None
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
@@ -84,9 +99,14 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.requests.append(Received(time.monotonic(), dict(self.headers.items()), body))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
+                self.send_response(302 if receiver.redirect_to else status)
+                if receiver.redirect_to:
+                    self.send_header("Location", receiver.redirect_to)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def do_GET(self) -> None:
+                self.do_POST()
 
             def log_message(self, *_args: Any) -> None:
                 pass
@@ -95,10 +115,11 @@ class WebhookReceiver:
 
 
 @contextmanager
-def webhook_receiver(statuses: list[int]) -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver(statuses)
+def webhook_receiver(statuses: list[int], redirect_to: str | None = None) -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver(statuses, redirect_to=redirect_to)
     server = ThreadingHTTPServer(("127.0.0.1", 0), receiver.handler())
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    receiver.port = server.server_address[1]
+    receiver.url = f"http://127.0.0.1:{receiver.port}/hook"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

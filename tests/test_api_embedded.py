@@ -213,12 +213,13 @@ def test_ocrq_api_serves_a_single_box(make_settings: Callable[..., Settings], tm
         with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=90) as client:
             job_id = client.post("/v1/jobs", files={"files": ("scan.png", scan.read_bytes())}).json()["id"]
             assert client.get(f"/v1/jobs/{job_id}", params={"wait": 60}).json()["status"] == "done"
-            assert (
-                "real process"
-                in client.get(f"/v1/jobs/{job_id}/result", params={"format": "md"}).text.lower()
-            )
+            result = client.get(f"/v1/jobs/{job_id}/result", params={"format": "md"})
+            assert "real process" in result.text.lower()
+            assert "server" not in result.headers and result.headers["x-content-type-options"] == "nosniff"
     finally:
         processes.stop_all()
+    log = (tmp_path / "logs" / "api.log").read_text()
+    assert '"GET /healthz HTTP/1.1" 200' in log and "Logging error" not in log  # access lines format
 
 
 def _free_port() -> int:

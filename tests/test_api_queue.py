@@ -6,8 +6,6 @@ the OCR, and the API reads their results from the database.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 import json
 import time
@@ -18,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from standardwebhooks import Webhook
 
 from ocrq.api.rest.deps import get_settings
 from ocrq.db.migrations import upgrade
 from ocrq.settings import Settings, build_settings
-from tests.api_support import Api, running_api, webhook_receiver
+from tests.api_support import Api, as_key, make_key, running_api, webhook_receiver
 from tests.factories import make_text_image, make_text_pdf
 from tests.queue_harness import Processes
 
@@ -56,6 +55,8 @@ def cluster(
         tesseract_langs="eng",
         api_upload_dir=tmp_path / "uploads",
         api_webhook_secret=WEBHOOK_SECRET,
+        webhook_allow_http=True,
+        webhook_allow_hosts=["127.0.0.1"],  # the receiver is a loopback server: allowed on purpose
         api_webhook_backoff_s=0.5,
         api_webhook_poll_s=0.1,
     )
@@ -104,13 +105,13 @@ def test_a_webhook_that_fails_first_is_retried_with_backoff_signed_and_recorded(
         job = api.get(f"/v1/jobs/{job_id}").json()
     first, second = receiver.requests
     assert second.at - first.at >= 0.45  # api_webhook_backoff_s before the second attempt
+    verifier = Webhook(WEBHOOK_SECRET.encode())  # a plain-string secret is the key's bytes
     for request in (first, second):
-        timestamp = request.headers["X-Ocrq-Timestamp"]
-        mac = hmac.new(WEBHOOK_SECRET.encode(), timestamp.encode() + b"." + request.body, hashlib.sha256)
-        assert hmac.compare_digest(request.headers["X-Ocrq-Signature"], "sha256=" + mac.hexdigest())
+        verifier.verify(request.body, request.headers)  # Standard Webhooks: raises unless authentic
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
     payload = json.loads(second.body)
-    assert payload["event"] == "job.finished"
-    assert (payload["job"]["id"], payload["job"]["status"]) == (job_id, "done")
+    assert payload["type"] == "job.finished"
+    assert (payload["data"]["job"]["id"], payload["data"]["job"]["status"]) == (job_id, "done")
     webhook = job["webhook"]
     assert webhook["status"] == "delivered" and webhook["url"] == receiver.url
     outcomes = [(d["attempt"], d["status_code"], d["outcome"]) for d in webhook["deliveries"]]
@@ -145,3 +146,25 @@ def test_readiness_fails_when_the_broker_is_unreachable(cluster: Cluster) -> Non
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable" and response.json()["checks"]["database"] == "ok"
     assert response.json()["checks"]["broker"].startswith("error")
+
+
+def test_a_key_over_its_page_quota_gets_429_while_another_key_still_submits(cluster: Cluster) -> None:
+    """No worker runs: accepted pages stay waiting and count against their key's quota."""
+    two_pages = cluster.docs / "letter.pdf"
+    with cluster.api(api_key_max_queued_pages=3, api_retry_after_s=11) as alpha:
+        bravo = as_key(alpha, make_key(alpha.settings, "bravo"))
+        first = alpha.upload(two_pages)
+        assert first.status_code == 202, first.text
+        refused = alpha.upload(two_pages)  # 2 waiting + 2 more > 3
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "11"
+        assert refused.json()["error"]["code"] == "quota_exceeded"
+        assert "2 pages waiting" in refused.json()["error"]["message"]
+        assert bravo.upload(two_pages).status_code == 202  # another tenant is not held up
+        assert alpha.upload(cluster.docs / "scan.png").status_code == 202  # 2 + 1 fits exactly
+        assert alpha.get("/v1/jobs").json()["count"] == 2
+        cancelled = alpha.client.delete(f"/v1/jobs/{first.json()['id']}", headers=alpha.headers)
+        assert cancelled.status_code == 200
+        assert alpha.upload(two_pages).status_code == 202  # a finished job's pages no longer count
+    with cluster.api(api_key_max_queued_pages=1) as small:
+        too_big = small.upload(two_pages)
+        assert too_big.status_code == 413 and "split it" in too_big.json()["error"]["message"]

@@ -52,12 +52,25 @@ def api(settings_for: Callable[..., Settings]) -> Iterator[Api]:
 
 
 def test_requests_without_a_valid_key_get_401_and_health_stays_open(api: Api) -> None:
-    for headers in ({}, {"X-API-Key": "ocrq_not-a-real-key"}, {"X-API-Key": ""}):
+    for headers in (
+        {},
+        {"X-API-Key": "ocrq_not-a-real-key"},
+        {"X-API-Key": ""},
+        {"Authorization": "Bearer ocrq_not-a-real-key"},
+        {"Authorization": f"Basic {api.key}"},  # the key, but not as a bearer token
+        {"Authorization": "Bearer ", "X-API-Key": api.key},  # one good and one empty credential
+        {"Authorization": f"Bearer {api.key}", "X-API-Key": "ocrq_not-a-real-key"},  # one good, one bad
+        {"Authorization": f"Bearer {api.key}", "X-API-Key": " "},
+    ):
         response = api.client.get("/v1/jobs", headers=headers)
-        assert response.status_code == 401
+        assert response.status_code == 401, headers
         assert response.json()["error"]["code"] == "unauthorized"
-        assert response.headers["www-authenticate"] == "ApiKey"
+        assert response.headers["www-authenticate"] == 'Bearer realm="ocrq", ApiKey'
     assert api.client.get("/v1/jobs", headers=api.headers).status_code == 200
+    bearer = api.client.get("/v1/jobs", headers={"Authorization": f"Bearer {api.key}"})
+    assert bearer.status_code == 200, bearer.text  # what OpenAI-style clients send
+    both = {"Authorization": f"Bearer {api.key}", "X-API-Key": api.key}
+    assert api.client.get("/v1/jobs", headers=both).status_code == 200  # the same key twice is fine
     for open_path in ("/healthz", "/readyz", "/metrics"):
         assert api.client.get(open_path).status_code == 200
 

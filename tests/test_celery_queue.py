@@ -238,15 +238,16 @@ def test_flower_shows_the_workers_and_their_tasks_behind_basic_auth(queue: Queue
     from tests.vllm_server import free_port
 
     port = free_port()
-    queue.processes.env |= {"OCRQ_FLOWER_BASIC_AUTH": "ops:s3cret"}
-    queue.processes.start("flower", "--port", str(port), name="flower")
+    queue.processes.env |= {"OCRQ_FLOWER_BASIC_AUTH": "ops:correct-horse-battery"}
+    flower = queue.processes.start("flower", "--port", str(port), name="flower")
     queue.processes.worker("w1")
     folder = tmp_path / "in"
     _pages_pdf(folder, 2)
     job_id = queue.submit(folder)
     wait_for(lambda: job_finished(queue.sessions, job_id), 60, "the job")
-    url, auth = f"http://127.0.0.1:{port}", ("ops", "s3cret")
+    url, auth = f"http://127.0.0.1:{port}", ("ops", "correct-horse-battery")
     wait_for(lambda: _flower_sees(url, auth, "ocrq.ocr_page"), 60, "Flower to see the page tasks", every=1)
+    assert _listening_on(flower.pid, port) == {"127.0.0.1"}  # not 0.0.0.0 or [::] unless --address says so
     assert httpx.get(f"{url}/api/workers", timeout=10).status_code == 401  # no auth, no API
     tasks = httpx.get(f"{url}/api/tasks", auth=auth, timeout=10).json().values()
     assert {task["worker"].split("@")[0] for task in tasks if task.get("worker")} == {"all"}
@@ -254,6 +255,16 @@ def test_flower_shows_the_workers_and_their_tasks_behind_basic_auth(queue: Queue
         name.startswith("all@")
         for name in httpx.get(f"{url}/api/workers?refresh=1", auth=auth, timeout=30).json()
     )
+
+
+def _listening_on(pid: int, port: int) -> set[str]:
+    import psutil
+
+    return {
+        connection.laddr.ip
+        for connection in psutil.Process(pid).net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+    }
 
 
 def _flower_sees(url: str, auth: tuple[str, str], task_name: str) -> bool:

@@ -140,3 +140,10 @@ def test_the_hf_server_is_serve_hf_on_its_own_gpu_under_the_gpu_profile(compose:
     assert (
         gpu_worker["OCRQ_TRANSFORMERS_URL"] == "${OCRQ_TRANSFORMERS_URL:-}"
     )  # opt-in: in-process by default
+
+
+def test_flower_is_published_on_the_hosts_loopback_only(compose: dict[str, Any]) -> None:
+    flower = compose["services"]["flower"]
+    assert flower["ports"] and all(str(port).startswith("127.0.0.1:") for port in flower["ports"])
+    assert "OCRQ_FLOWER_BASIC_AUTH" not in compose["x-ocrq"]["environment"]  # only Flower holds it
+    assert flower["environment"]["OCRQ_FLOWER_BASIC_AUTH"] == "${OCRQ_FLOWER_BASIC_AUTH:-}"  # no default

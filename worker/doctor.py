@@ -10,9 +10,10 @@ and GPU memory, are information only (the chain skips what a host cannot run).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ocrq.errors import OcrqError
+from ocrq.redaction import mask_text, mask_url
 from ocrq.settings import Settings
 
 
@@ -28,6 +29,7 @@ CheckRun = Callable[[Settings], "Check | list[Check] | None"]
 
 
 def run_checks(settings: Settings) -> list[Check]:
+    """Every line masked: a URL's credentials may also come back inside a library's error message."""
     checks: list[CheckRun] = [
         check_database,
         check_broker,
@@ -36,7 +38,8 @@ def run_checks(settings: Settings) -> list[Check]:
         check_tesseract,
         check_gpu,
     ]
-    return [check for run in checks for check in _guarded(run, settings)]
+    found = [check for run in checks for check in _guarded(run, settings)]
+    return [replace(check, detail=mask_text(check.detail)) for check in found]
 
 
 def _guarded(run: CheckRun, settings: Settings) -> list[Check]:
@@ -79,7 +82,7 @@ def check_broker(settings: Settings) -> Check | None:
         depth = {q: client.llen(q) for q in (settings.gpu_queue, settings.cpu_queue)}
     finally:
         client.close()
-    return Check("broker", True, f"{settings.broker_url}: up, queued {depth}")
+    return Check("broker", True, f"{mask_url(settings.broker_url)}: up, queued {depth}")
 
 
 def check_vllm(settings: Settings) -> list[Check]:
@@ -100,7 +103,8 @@ def _check_vllm_server(settings: Settings, url: str, name: str = "vllm", require
         client.close()
     served = ", ".join(f"{name} (max_model_len {length})" for name, length in models.items()) or "none"
     state = "ok" if healthy else "down"
-    return Check(name, healthy and bool(models), f"{url}: health {state}; models: {served}", required)
+    detail = f"{mask_url(url)}: health {state}; models: {served}"
+    return Check(name, healthy and bool(models), detail, required)
 
 
 def check_transformers(settings: Settings) -> Check | None:

@@ -21,6 +21,7 @@ from ocrq.api.cli.queue import QUEUE_COMMANDS, submit_to_queue
 from ocrq.api.cli.serve import API_COMMANDS
 from ocrq.api.cli.serve_hf import serve_hf
 from ocrq.api.cli.vllm import vllm
+from ocrq.redaction import install_log_redaction
 from ocrq.settings import Settings
 
 
@@ -28,6 +29,7 @@ from ocrq.settings import Settings
 @click.option("-v", "--verbose", is_flag=True, help="Log what the engines and workers do.")
 def cli(verbose: bool) -> None:
     """ocrq: batch OCR job queue."""
+    install_log_redaction()
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from ocrq.errors import OcrqError
+from ocrq.redaction import mask_text
 from ocrq.settings import Settings, build_settings
 
 T = TypeVar("T")
@@ -26,7 +27,7 @@ def load_settings() -> Settings:
     try:
         return build_settings()
     except ValidationError as error:
-        raise click.UsageError(f"bad OCRQ_ settings:\n{error}") from error
+        raise click.UsageError(mask_text(f"bad OCRQ_ settings:\n{error}")) from error
 
 
 def or_exit(action: Callable[[], T]) -> T:
@@ -34,10 +35,10 @@ def or_exit(action: Callable[[], T]) -> T:
     try:
         return action()
     except OcrqError as error:
-        err_console.print(f"[red]error[/red] ({error.code}): {error.message}")
+        err_console.print(f"[red]error[/red] ({error.code}): {mask_text(error.message)}")
     except Exception as error:
         logging.getLogger("ocrq").exception("ocrq failed")
-        err_console.print(f"[red]internal error[/red]: {type(error).__name__}: {error}")
+        err_console.print(f"[red]internal error[/red]: {type(error).__name__}: {mask_text(str(error))}")
     sys.exit(EXIT_SYSTEM)
 
 

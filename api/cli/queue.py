@@ -133,19 +133,44 @@ def beat(schedule_file: str) -> None:
         lock.release()
 
 
+FLOWER_MIN_PASSWORD_CHARS = 12
+
+
+def flower_auth_problem(basic_auth: str | None) -> str | None:
+    """Why ``OCRQ_FLOWER_BASIC_AUTH`` must not be served (None: every ``user:password`` pair is fine)."""
+    if not basic_auth:
+        return "set OCRQ_FLOWER_BASIC_AUTH=user:password; Flower is not served unauthenticated"
+    for pair in basic_auth.split(","):
+        user, colon, password = pair.partition(":")
+        if not user.strip() or not colon:
+            return "OCRQ_FLOWER_BASIC_AUTH takes user:password pairs, separated by commas"
+        if len(password) < FLOWER_MIN_PASSWORD_CHARS:
+            return (
+                f"the Flower password of {user.strip()!r} is empty or short; "
+                f"use at least {FLOWER_MIN_PASSWORD_CHARS} characters"
+            )
+    return None
+
+
 @click.command()
 @click.option("--port", default=5555, show_default=True)
-def flower(port: int) -> None:
-    """Run Flower with basic auth from OCRQ_FLOWER_BASIC_AUTH."""
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on; 0.0.0.0 exposes Flower (and task arguments) to the network.",
+)
+def flower(port: int, address: str) -> None:
+    """Run Flower with basic auth from OCRQ_FLOWER_BASIC_AUTH (a password of 12+ characters)."""
     from ocrq.worker.queue.celery_app import create_app
 
     settings = load_settings()
-    if not settings.flower_basic_auth:
-        raise click.UsageError(
-            "set OCRQ_FLOWER_BASIC_AUTH=user:password; Flower is not served unauthenticated"
-        )
+    if problem := flower_auth_problem(settings.flower_basic_auth):
+        raise click.UsageError(problem)
     app = or_exit(lambda: create_app(settings))
-    app.start(["flower", f"--port={port}", f"--basic-auth={settings.flower_basic_auth}"])
+    app.start(
+        ["flower", f"--address={address}", f"--port={port}", f"--basic-auth={settings.flower_basic_auth}"]
+    )
 
 
 @click.command()

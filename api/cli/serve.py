@@ -6,6 +6,7 @@ import click
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.api.cli.exits import err_console, load_settings, or_exit
+from ocrq.jobs.access import Role
 
 
 @click.command("api")
@@ -23,12 +24,12 @@ def api(host: str, port: int) -> None:
 
     settings = load_settings()
     app = or_exit(lambda: create_app(settings))
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True, server_header=False)
 
 
 @click.group()
 def keys() -> None:
-    """API keys (sent in the X-API-Key header)."""
+    """API keys (sent as `Authorization: Bearer KEY` or in the X-API-Key header)."""
 
 
 def _sessions() -> sessionmaker[Session]:
@@ -40,27 +41,35 @@ def _sessions() -> sessionmaker[Session]:
 
 @keys.command("add")
 @click.argument("name")
-def keys_add(name: str) -> None:
+@click.option(
+    "--role",
+    type=click.Choice([role.value for role in Role]),
+    default=Role.SUBMIT.value,
+    show_default=True,
+    help="submit: sees only the jobs it made. admin: sees every job, CLI and inbox jobs included.",
+)
+def keys_add(name: str, role: str) -> None:
     """Make a key called NAME and print it; it is shown this once and stored only hashed."""
     from ocrq.api.rest.security import add_key, list_keys
 
     sessions = _sessions()
     if any(info.name == name for info in or_exit(lambda: list_keys(sessions))):
         raise click.UsageError(f"a key named {name!r} exists already")
-    key = or_exit(lambda: add_key(sessions, name))
+    key = or_exit(lambda: add_key(sessions, name, Role(role)))
     click.echo(key)
-    err_console.print(f"key {name!r} added; store it now, it cannot be shown again")
+    err_console.print(f"{role} key {name!r} added; store it now, it cannot be shown again")
 
 
 @keys.command("list")
 def keys_list() -> None:
-    """Keys by name: prefix, when made, when last used, whether revoked."""
+    """Keys by name: prefix, role, when made, when last used, whether revoked."""
     from ocrq.api.rest.security import list_keys
 
     for info in or_exit(lambda: list_keys(_sessions())):
         state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "active"
         used = f"{info.last_used_at:%Y-%m-%d %H:%M}" if info.last_used_at else "never"
-        click.echo(f"{info.name}\t{info.prefix}…\t{info.created_at:%Y-%m-%d %H:%M}\tused {used}\t{state}")
+        made = f"{info.created_at:%Y-%m-%d %H:%M}"
+        click.echo(f"{info.name}\t{info.prefix}…\t{info.role}\t{made}\tused {used}\t{state}")
 
 
 @keys.command("revoke")

@@ -18,30 +18,40 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq import __version__
+from ocrq.api.rest.admission import KeyQuota
 from ocrq.api.rest.deps import require_api_key
 from ocrq.api.rest.embedded import BackgroundRunner
 from ocrq.api.rest.errors import install_error_handlers
+from ocrq.api.rest.headers import SecurityHeaders
 from ocrq.api.rest.metrics import make_registry
 from ocrq.api.rest.routes import documents, health, jobs
 from ocrq.api.rest.schemas import PathsJobCreate
 from ocrq.api.rest.submission import EmbeddedSubmitter, QueueSubmitter, Submitter
+from ocrq.api.rest.webhook_policy import Resolver, WebhookPolicy
 from ocrq.api.rest.webhooks import WebhookSender
+from ocrq.redaction import install_log_redaction
 from ocrq.settings import Settings, build_settings
 from ocrq.worker.batch import open_database
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, resolver: Resolver | None = None) -> FastAPI:
+    """``resolver`` replaces DNS for webhook hosts (tests name hosts without touching /etc/hosts)."""
+    install_log_redaction()
     settings = settings or build_settings()
     engine, sessions = open_database(settings)
     submitter, runner = _submitter(settings, sessions)
-    background = Background(runner, submitter, WebhookSender(sessions, settings), engine)
+    policy = WebhookPolicy.from_settings(settings, resolver)
+    background = Background(runner, submitter, WebhookSender(sessions, settings, policy), engine)
     app = FastAPI(
         title="ocrq", version=__version__, lifespan=background.lifespan, summary="Batch OCR job queue"
     )
     app.state.settings, app.state.sessions, app.state.submitter = settings, sessions, submitter
+    app.state.quota, app.state.webhook_policy = KeyQuota(sessions), policy
     app.state.registry = make_registry(sessions, settings)
     install_error_handlers(app)
     _include_routers(app)
+    docs = [path for path in (app.docs_url, app.redoc_url) if path]
+    app.add_middleware(SecurityHeaders, behind_tls=settings.api_behind_tls, docs_paths=docs)
     app.openapi = _openapi_with_request_schemas(app)  # type: ignore[method-assign]
     return app
 

@@ -23,12 +23,14 @@ from ocrq.errors import (
     OcrqError,
     Overloaded,
     PathNotAllowed,
+    QuotaExceeded,
     RequestError,
     ResourceNotFound,
     TooLarge,
     Unauthorized,
     UnsupportedMediaType,
 )
+from ocrq.redaction import mask_text
 
 log = logging.getLogger("ocrq.api")
 
@@ -40,6 +42,7 @@ STATUS_BY_ERROR: tuple[tuple[type[OcrqError], int], ...] = (
     (JobAlreadyFinished, 409),
     (TooLarge, 413),
     (UnsupportedMediaType, 415),
+    (QuotaExceeded, 429),
     (RequestError, 422),
     (InputError, 422),
     (Overloaded, 503),
@@ -59,7 +62,7 @@ CODE_BY_STATUS = {
 def error_response(
     status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "details": details}}
+    body = {"error": {"code": code, "message": mask_text(message), "details": details}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -73,10 +76,10 @@ def status_for(error: OcrqError) -> int:
 async def _ocrq_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, OcrqError)
     headers = None
-    if isinstance(error, Overloaded | BrokerUnavailable):
+    if isinstance(error, Overloaded | BrokerUnavailable | QuotaExceeded):
         headers = {"Retry-After": str(request.app.state.settings.api_retry_after_s)}
     if isinstance(error, Unauthorized):
-        headers = {"WWW-Authenticate": "ApiKey"}
+        headers = {"WWW-Authenticate": 'Bearer realm="ocrq", ApiKey'}
     return error_response(status_for(error), error.code, error.message, headers=headers)
 
 

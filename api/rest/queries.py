@@ -1,16 +1,18 @@
 """Reading jobs, documents and pages for the API, in the shapes of :mod:`ocrq.api.rest.schemas`.
 
-Job details reuse :func:`ocrq.worker.results.files.job_summary` (the ``batch.json``
-summary); lists aggregate in SQL so a page of jobs costs two queries, not one
-per job.
+Every function takes the :class:`~ocrq.jobs.access.Caller` and filters by it in
+SQL (:func:`~ocrq.jobs.access.visible_jobs`): another key's job, document or
+page is not found, exactly like one that does not exist. Job details reuse
+:func:`ocrq.worker.results.files.job_summary` (the ``batch.json`` summary); lists
+aggregate in SQL so a page of jobs costs two queries, not one per job.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.api.rest.schemas import (
@@ -24,35 +26,44 @@ from ocrq.api.rest.schemas import (
     PageCounts,
     PagePublic,
     WebhookAttempt,
+    WebhookOutcome,
     WebhookState,
 )
 from ocrq.db.models import Document, Job, Page, WebhookDelivery
 from ocrq.errors import ResourceNotFound
+from ocrq.jobs.access import Caller, visible_jobs
+from ocrq.redaction import hide_server_paths, mask_url
 from ocrq.worker.results.files import document_entry, job_summary, page_entry
 
 
-def job_links(job_id: int) -> JobLinks:
-    base = f"/v1/jobs/{job_id}"
+def job_links(job_id: int, origin: str = "") -> JobLinks:
+    """Relative links, or absolute ones under ``origin`` (``OCRQ_API_PUBLIC_URL``, for webhooks)."""
+    base = f"{origin.rstrip('/')}/v1/jobs/{job_id}"
     return JobLinks(self=base, documents=f"{base}/documents", result=f"{base}/result")
 
 
-def get_job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
+def get_job(session: Session, caller: Caller, job_id: int) -> Job:
+    job = session.scalar(select(Job).where(Job.id == job_id, visible_jobs(caller)))
     if job is None:
         raise ResourceNotFound(f"no job {job_id}")
     return job
 
 
-def is_finished(sessions: sessionmaker[Session], job_id: int) -> bool:
+def is_finished(sessions: sessionmaker[Session], caller: Caller, job_id: int) -> bool:
     with sessions() as session:
-        return get_job(session, job_id).finished_at is not None
+        return get_job(session, caller, job_id).finished_at is not None
+
+
+def visible_documents(caller: Caller) -> Select[Document]:
+    """Documents of the jobs the caller may see."""
+    return select(Document).join(Job, Document.job_id == Job.id).where(visible_jobs(caller))
 
 
 def list_jobs(
-    sessions: sessionmaker[Session], status: str | None, limit: int, offset: int
+    sessions: sessionmaker[Session], caller: Caller, status: str | None, limit: int, offset: int
 ) -> tuple[list[JobPublic], int]:
     """Newest first."""
-    where = [Job.status == status] if status else []
+    where = [visible_jobs(caller), *([Job.status == status] if status else [])]
     with sessions() as session:
         total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
         jobs = session.scalars(
@@ -109,19 +120,19 @@ def _job_public(job: Job, counts: JobCounts) -> JobPublic:
     return JobPublic(**_job_fields(job), counts=counts)
 
 
-def job_detail(sessions: sessionmaker[Session], job_id: int) -> JobDetail:
+def job_detail(sessions: sessionmaker[Session], caller: Caller, job_id: int, origin: str = "") -> JobDetail:
     """Status, counts, timings, per-document errors and the webhook's deliveries.
 
     The counts are read first, so the status read after them is never older.
     """
     with sessions() as session:
-        get_job(session, job_id)  # 404 before job_summary, which expects the job to exist
+        get_job(session, caller, job_id)  # 404 before job_summary, which expects the job to exist
     summary = job_summary(sessions, job_id)
     counts = summary["counts"]
     with sessions() as session:
-        job = get_job(session, job_id)
+        job = get_job(session, caller, job_id)
         return JobDetail(
-            **_job_fields(job),
+            **(_job_fields(job) | {"links": job_links(job.id, origin)}),
             counts=JobCounts(
                 documents=counts["documents"], pages=PageCounts(**counts["pages"]), engines=counts["engines"]
             ),
@@ -143,7 +154,7 @@ def _document_errors(session: Session, job_id: int) -> list[DocumentError]:
             path=d.relpath,
             status=d.status,
             code=d.error_code or "",
-            message=d.error_message,
+            message=hide_server_paths(d.error_message, d.path, d.relpath),
         )
         for d in rows
     ]
@@ -161,52 +172,49 @@ def _webhook(session: Session, job: Job) -> WebhookState | None:
             started_at=d.started_at,
             duration_ms=d.duration_ms,
             status_code=d.status_code,
-            outcome=d.outcome,
-            error=d.error,
+            outcome=cast(WebhookOutcome, d.outcome),
         )
         for d in deliveries
     ]
-    return WebhookState(url=job.callback_url, status=job.webhook_status, deliveries=attempts)
+    return WebhookState(url=mask_url(job.callback_url), status=job.webhook_status, deliveries=attempts)
 
 
 def list_documents(
-    sessions: sessionmaker[Session], job_id: int, limit: int, offset: int
+    sessions: sessionmaker[Session], caller: Caller, job_id: int, limit: int, offset: int
 ) -> tuple[list[DocumentPublic], int]:
+    """The job's documents in submission order (404 for a job the caller may not see)."""
     with sessions() as session:
-        get_job(session, job_id)
-        total = (
-            session.scalar(select(func.count()).select_from(Document).where(Document.job_id == job_id)) or 0
-        )
-        rows = session.scalars(
-            select(Document)
-            .where(Document.job_id == job_id)
-            .order_by(Document.id)
-            .limit(limit)
-            .offset(offset)
-        )
+        get_job(session, caller, job_id)
+        of_job = visible_documents(caller).where(Document.job_id == job_id)
+        total = session.scalar(select(func.count()).select_from(of_job.subquery())) or 0
+        rows = session.scalars(of_job.order_by(Document.id).limit(limit).offset(offset))
         return [document_public(d) for d in rows], total
 
 
 def document_public(document: Document) -> DocumentPublic:
-    entry: dict[str, Any] = document_entry(document)
-    entry.pop("source")  # the server-side path is the server's business
     base = f"/v1/documents/{document.id}"
     links = DocumentLinks(self=base, job=f"/v1/jobs/{document.job_id}", pages=f"{base}/pages/")
+    entry = document_entry(document, for_client=True)
     return DocumentPublic(id=document.id, job_id=document.job_id, links=links, **entry)
 
 
-def get_document(sessions: sessionmaker[Session], document_id: int) -> DocumentPublic:
+def get_visible_document(session: Session, caller: Caller, document_id: int) -> Document:
+    document = session.scalar(visible_documents(caller).where(Document.id == document_id))
+    if document is None:
+        raise ResourceNotFound(f"no document {document_id}")
+    return document
+
+
+def get_document(sessions: sessionmaker[Session], caller: Caller, document_id: int) -> DocumentPublic:
     with sessions() as session:
-        document = session.get(Document, document_id)
-        if document is None:
-            raise ResourceNotFound(f"no document {document_id}")
-        return document_public(document)
+        return document_public(get_visible_document(session, caller, document_id))
 
 
-def get_page(sessions: sessionmaker[Session], document_id: int, number: int) -> PagePublic:
+def get_page(sessions: sessionmaker[Session], caller: Caller, document_id: int, number: int) -> PagePublic:
     """``number`` is 1-based, like the ``<!-- page N -->`` markers in the Markdown."""
     with sessions() as session:
+        document = get_visible_document(session, caller, document_id)
         page = session.scalar(select(Page).where(Page.document_id == document_id, Page.index == number - 1))
         if page is None:
             raise ResourceNotFound(f"no page {number} in document {document_id}")
-        return PagePublic(document_id=document_id, number=number, **page_entry(page))
+        return PagePublic(document_id=document_id, number=number, **page_entry(page, document))

@@ -18,8 +18,10 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ocrq.api.rest.queries import get_job, visible_documents
 from ocrq.api.rest.schemas import ResultFormat
 from ocrq.db.models import Document, Page
+from ocrq.jobs.access import Caller
 from ocrq.settings import Settings
 from ocrq.worker.results.files import (
     document_entry,
@@ -39,19 +41,21 @@ MEDIA_TYPES: dict[str, str] = {
 
 
 def stream_result(
-    sessions: sessionmaker[Session], settings: Settings, job_id: int, fmt: ResultFormat
+    sessions: sessionmaker[Session], settings: Settings, caller: Caller, job_id: int, fmt: ResultFormat
 ) -> Iterator[bytes]:
+    """Checks, before any byte is produced, that the caller may see the job (404 otherwise)."""
+    with sessions() as session:
+        get_job(session, caller, job_id)
     producers = {"md": _markdown, "json": _json, "jsonl": _jsonl}
     if fmt == "zip":
         return _zip(sessions, settings, job_id)
-    return (part.encode() for part in producers[fmt](sessions, job_id))
+    return (part.encode() for part in producers[fmt](sessions, caller, job_id))
 
 
-def _document_ids(sessions: sessionmaker[Session], job_id: int) -> list[int]:
+def _document_ids(sessions: sessionmaker[Session], caller: Caller, job_id: int) -> list[int]:
     with sessions() as session:
-        return list(
-            session.scalars(select(Document.id).where(Document.job_id == job_id).order_by(Document.id))
-        )
+        query = visible_documents(caller).where(Document.job_id == job_id).order_by(Document.id)
+        return [document.id for document in session.scalars(query)]
 
 
 def _document_with_pages(sessions: sessionmaker[Session], document_id: int) -> tuple[Document, list[Page]]:
@@ -66,27 +70,28 @@ def _document_with_pages(sessions: sessionmaker[Session], document_id: int) -> t
 def _document_json(sessions: sessionmaker[Session], document_id: int) -> dict[str, Any]:
     """The per-document JSON file's content, plus the document's API id."""
     document, pages = _document_with_pages(sessions, document_id)
-    return {"id": document.id} | document_entry(document) | {"pages": [page_entry(p) for p in pages]}
+    entry = document_entry(document, for_client=True)
+    return {"id": document.id} | entry | {"pages": [page_entry(p, document) for p in pages]}
 
 
-def _markdown(sessions: sessionmaker[Session], job_id: int) -> Iterator[str]:
-    for document_id in _document_ids(sessions, job_id):
+def _markdown(sessions: sessionmaker[Session], caller: Caller, job_id: int) -> Iterator[str]:
+    for document_id in _document_ids(sessions, caller, job_id):
         document, pages = _document_with_pages(sessions, document_id)
         yield f"<!-- document: {document.relpath} ({document.status}) -->\n\n"
         yield (document_markdown(pages) if pages else f"<!-- no pages: {document.error_code} -->\n") + "\n"
 
 
-def _jsonl(sessions: sessionmaker[Session], job_id: int) -> Iterator[str]:
-    for document_id in _document_ids(sessions, job_id):
+def _jsonl(sessions: sessionmaker[Session], caller: Caller, job_id: int) -> Iterator[str]:
+    for document_id in _document_ids(sessions, caller, job_id):
         yield json.dumps(_document_json(sessions, document_id), ensure_ascii=False) + "\n"
 
 
-def _json(sessions: sessionmaker[Session], job_id: int) -> Iterator[str]:
+def _json(sessions: sessionmaker[Session], caller: Caller, job_id: int) -> Iterator[str]:
     """``batch.json``'s shape, each document carrying its pages."""
     summary = job_summary(sessions, job_id)
     summary.pop("documents")
     yield json.dumps(summary, ensure_ascii=False)[:-1] + ', "documents": ['
-    for number, document_id in enumerate(_document_ids(sessions, job_id)):
+    for number, document_id in enumerate(_document_ids(sessions, caller, job_id)):
         yield ("," if number else "") + json.dumps(_document_json(sessions, document_id), ensure_ascii=False)
     yield "]}\n"
 
@@ -95,7 +100,7 @@ def _zip(sessions: sessionmaker[Session], settings: Settings, job_id: int) -> It
     """Result files written to a scratch folder, zipped to a spooled file, then sent in chunks."""
     scratch = Path(tempfile.mkdtemp(prefix=f"ocrq-job-{job_id}-"))
     try:
-        write_job_outputs(sessions, job_id, scratch, settings)
+        write_job_outputs(sessions, job_id, scratch, settings, for_client=True)
         with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as archive:
             _zip_folder(scratch, archive)
             archive.seek(0)

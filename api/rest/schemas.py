@@ -22,6 +22,7 @@ def _as_utc(moment: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 EngineName = Literal["vllm", "transformers", "tesseract"]
 ResultFormat = Literal["md", "json", "jsonl", "zip"]
+WebhookOutcome = Literal["delivered", "failed", "unreachable"]
 
 
 class ErrorBody(BaseModel):
@@ -89,16 +90,17 @@ class JobCounts(BaseModel):
 
 
 class WebhookAttempt(BaseModel):
+    """One delivery as its job's owner sees it: no connection errors (they would map the network)."""
+
     attempt: int
     started_at: UtcDatetime
     duration_ms: float
-    status_code: int | None
-    outcome: str
-    error: str | None
+    status_code: int | None = Field(description="The receiver's HTTP status; null when unreachable")
+    outcome: WebhookOutcome
 
 
 class WebhookState(BaseModel):
-    url: str
+    url: str = Field(description="The callback URL, credentials masked")
     status: str | None = Field(description="pending, sending, delivered or failed")
     deliveries: list[WebhookAttempt] = Field(default_factory=list)
 

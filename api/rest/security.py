@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import ApiKey, utcnow
 from ocrq.errors import RequestError, Unauthorized
+from ocrq.jobs.access import Caller, Role
 
 KEY_PREFIX = "ocrq_"
 SHOWN_PREFIX_CHARS = 12
@@ -29,6 +30,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 class KeyInfo:
     name: str
     prefix: str
+    role: Role
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
@@ -38,12 +40,13 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def add_key(sessions: sessionmaker[Session], name: str) -> str:
+def add_key(sessions: sessionmaker[Session], name: str, role: Role = Role.SUBMIT) -> str:
     """Store a new key under ``name``; returns the key itself, which is never stored."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(name=name, prefix=key[:SHOWN_PREFIX_CHARS], key_hash=hash_key(key), role=Role(role).value)
     try:
         with sessions.begin() as session:
-            session.add(ApiKey(name=name, prefix=key[:SHOWN_PREFIX_CHARS], key_hash=hash_key(key)))
+            session.add(row)
     except IntegrityError as error:
         raise RequestError(f"a key named {name!r} exists already") from error
     return key
@@ -52,7 +55,9 @@ def add_key(sessions: sessionmaker[Session], name: str) -> str:
 def list_keys(sessions: sessionmaker[Session]) -> list[KeyInfo]:
     with sessions() as session:
         rows = session.scalars(select(ApiKey).order_by(ApiKey.id))
-        return [KeyInfo(k.name, k.prefix, k.created_at, k.last_used_at, k.revoked_at) for k in rows]
+        return [
+            KeyInfo(k.name, k.prefix, Role(k.role), k.created_at, k.last_used_at, k.revoked_at) for k in rows
+        ]
 
 
 def revoke_key(sessions: sessionmaker[Session], name: str) -> bool:
@@ -67,20 +72,23 @@ def revoke_key(sessions: sessionmaker[Session], name: str) -> bool:
         )
 
 
-def authenticate(sessions: sessionmaker[Session], key: str | None) -> int:
-    """The id of the active key; :class:`Unauthorized` for a missing, unknown or revoked one."""
+def authenticate(sessions: sessionmaker[Session], key: str | None) -> Caller:
+    """Who the active key belongs to; :class:`Unauthorized` for a missing, unknown or revoked one."""
     if not key:
-        raise Unauthorized("send an API key in the X-API-Key header (`ocrq keys add NAME` makes one)")
+        raise Unauthorized(
+            "send an API key as `Authorization: Bearer KEY` or `X-API-Key: KEY`"
+            " (`ocrq keys add NAME` makes one)"
+        )
     with sessions() as session:
         row = session.execute(
-            select(ApiKey.id, ApiKey.last_used_at).where(
+            select(ApiKey.id, ApiKey.role, ApiKey.last_used_at).where(
                 ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)
             )
         ).first()
     if row is None:
         raise Unauthorized("the API key is unknown or revoked")
     _touch(sessions, row.id, row.last_used_at)
-    return row.id
+    return Caller(row.id, Role(row.role))
 
 
 def _touch(sessions: sessionmaker[Session], key_id: int, last_used: datetime | None) -> None:

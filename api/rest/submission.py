@@ -8,6 +8,7 @@ without, :func:`ocrq.worker.documents.ingest.create_job` registers it and the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from celery import Celery
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.api.rest.embedded import BackgroundRunner, unfinished_embedded_jobs
 from ocrq.api.rest.schemas import JobOptions
 from ocrq.db.models import Job, utcnow
+from ocrq.redaction import mask_url
 from ocrq.settings import Settings
 from ocrq.worker.documents.ingest import create_job
 from ocrq.worker.documents.sources import SourceFile
@@ -39,18 +41,26 @@ def job_settings(settings: Settings, options: JobOptions) -> Settings:
     return settings.model_copy(update=changes)
 
 
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who submits and how many pages the files declared (the key's quota counts them)."""
+
+    key_id: int | None
+    declared_pages: int
+
+
 class Submitter(Protocol):
-    def submit(self, sources: list[SourceFile], options: JobOptions, key_id: int | None) -> int: ...
+    def submit(self, sources: list[SourceFile], options: JobOptions, owner: Owner) -> int: ...
 
 
 class QueueSubmitter:
     def __init__(self, celery: Celery, sessions: sessionmaker[Session], settings: Settings) -> None:
         self.celery, self.sessions, self.settings = celery, sessions, settings
 
-    def submit(self, sources: list[SourceFile], options: JobOptions, key_id: int | None) -> int:
+    def submit(self, sources: list[SourceFile], options: JobOptions, owner: Owner) -> int:
         dispatcher = Dispatcher(self.celery, self.sessions, job_settings(self.settings, options))
         job_id = dispatcher.submit(sources, origin=ORIGIN, reuse=not options.force, priority=options.priority)
-        annotate_job(self.sessions, job_id, options, key_id)
+        annotate_job(self.sessions, job_id, options, owner)
         return job_id
 
 
@@ -58,10 +68,10 @@ class EmbeddedSubmitter:
     def __init__(self, runner: BackgroundRunner, sessions: sessionmaker[Session], settings: Settings) -> None:
         self.runner, self.sessions, self.settings = runner, sessions, settings
 
-    def submit(self, sources: list[SourceFile], options: JobOptions, key_id: int | None) -> int:
+    def submit(self, sources: list[SourceFile], options: JobOptions, owner: Owner) -> int:
         settings = job_settings(self.settings, options)
         job_id = create_job(self.sessions, sources, settings, origin=ORIGIN, reuse=not options.force)
-        annotate_job(self.sessions, job_id, options, key_id)
+        annotate_job(self.sessions, job_id, options, owner)
         self.runner.enqueue(job_id, settings)
         return job_id
 
@@ -72,16 +82,24 @@ class EmbeddedSubmitter:
             self.runner.enqueue(job.id, job_settings(self.settings, options))
 
 
-def annotate_job(
-    sessions: sessionmaker[Session], job_id: int, options: JobOptions, key_id: int | None
-) -> None:
+def _shown_options(options: JobOptions) -> dict[str, Any]:
+    """The options as job settings show them (API, batch.json): the callback's credentials masked.
+    The URL itself is kept in ``jobs.callback_url``, which only the sender reads."""
+    shown = options.model_dump(mode="json")
+    if shown.get("callback_url"):
+        shown["callback_url"] = mask_url(shown["callback_url"])
+    return shown
+
+
+def annotate_job(sessions: sessionmaker[Session], job_id: int, options: JobOptions, owner: Owner) -> None:
     """Record the submitter, the options and the webhook to send (the sender finds it by state)."""
     callback = str(options.callback_url) if options.callback_url else None
     with sessions.begin() as session:
         job = session.get_one(Job, job_id)
         values: dict[str, Any] = {
-            "api_key_id": key_id,
-            "settings": job.settings | {"api_options": options.model_dump(mode="json")},
+            "api_key_id": owner.key_id,
+            "declared_pages": owner.declared_pages,
+            "settings": job.settings | {"api_options": _shown_options(options)},
             "callback_url": callback,
         }
         if callback:

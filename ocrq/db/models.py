@@ -60,7 +60,10 @@ class Job(Base):
     queue: Mapped[str | None] = mapped_column(String(64))
     """The page queue its pages go to; None for embedded (in-process) jobs."""
     # REST API: who submitted it, and the completion webhook's state.
-    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"), index=True)
+    """The key that made it; None for CLI and inbox jobs (visible to admin keys only)."""
+    declared_pages: Mapped[int | None] = mapped_column(Integer)
+    """Pages the files' headers declared at API submission: the key's quota counts them until done."""
     callback_url: Mapped[str | None] = mapped_column(Text)
     webhook_status: Mapped[str | None] = mapped_column(String(16))
     """``pending``, ``sending``, ``delivered`` or ``failed``; None without a callback URL."""
@@ -173,6 +176,8 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     """The key's first characters, so an operator can tell keys apart in ``ocrq keys list``."""
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="submit", server_default="submit")
+    """``submit`` sees only its own jobs; ``admin`` sees every job (:mod:`ocrq.jobs.access`)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,1 +1,1 @@
-"""A job's home: every state change (store), the typed read model (view), and its options."""
+"""A job's home: every state change (store), the typed read model (view), its options, who may see it."""

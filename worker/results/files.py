@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Job, Page
+from ocrq.redaction import hide_server_paths
 from ocrq.schemas import PageStatus
 from ocrq.settings import Settings
 
@@ -24,31 +25,43 @@ PAGES_PER_FETCH = 200
 
 
 def write_job_outputs(
-    sessions: sessionmaker[Session], job_id: int, out_dir: Path, settings: Settings
+    sessions: sessionmaker[Session],
+    job_id: int,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    for_client: bool = False,
 ) -> dict[str, Any]:
-    """Write every document's files and ``batch.json``; returns the batch summary written."""
+    """Write every document's files and ``batch.json``; returns the batch summary written.
+
+    ``for_client`` (the API's zip) leaves this server's paths out: no ``source``,
+    outputs relative to ``out_dir``, error messages naming the client's paths.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     with sessions() as session:
         job = session.get_one(Job, job_id)
-        entries = [_write_document(session, doc, out_dir, settings) for doc in job.documents]
+        entries = [_write_document(session, doc, out_dir, settings, for_client) for doc in job.documents]
         batch = _batch_summary(session, job, entries)
     _write_json(out_dir / "batch.json", batch)
     return batch
 
 
 def _write_document(
-    session: Session, document: Document, out_dir: Path, settings: Settings
+    session: Session, document: Document, out_dir: Path, settings: Settings, for_client: bool = False
 ) -> dict[str, Any]:
     """Pages are streamed from the database to the files, so a 10,000-page document never sits in memory."""
-    entry = document_entry(document)
+    entry = document_entry(document, for_client=for_client)
+    client_of = document if for_client else None
     target = out_dir / document.relpath
     outputs: dict[str, str] = {}
     if settings.output_json:
         outputs["json"] = _write_stream(
-            Path(f"{target}.json"), _document_json(entry, _pages(session, document))
+            Path(f"{target}.json"), _document_json(entry, _pages(session, document), client_of)
         )
     if settings.output_markdown and document.pages_done:
         outputs["md"] = _write_stream(Path(f"{target}.md"), _markdown_parts(_pages(session, document)))
+    if for_client:
+        outputs = {kind: Path(path).relative_to(out_dir).as_posix() for kind, path in outputs.items()}
     return entry | {"outputs": outputs}
 
 
@@ -60,16 +73,21 @@ def _pages(session: Session, document: Document) -> Iterator[Page]:
         session.expunge(page)
 
 
-def _document_json(entry: dict[str, Any], pages: Iterable[Page]) -> Iterator[str]:
+def _document_json(
+    entry: dict[str, Any], pages: Iterable[Page], client_of: Document | None = None
+) -> Iterator[str]:
     yield _dumps(entry)[: -len("\n}")] + ',\n  "pages": ['
     for number, page in enumerate(pages):
-        yield ("," if number else "") + "\n    " + json.dumps(page_entry(page), ensure_ascii=False)
+        yield ("," if number else "") + "\n    " + json.dumps(page_entry(page, client_of), ensure_ascii=False)
     yield "\n  ]\n}\n"
 
 
-def document_entry(document: Document) -> dict[str, Any]:
-    error = _error(document.error_code, document.error_message)
-    return {
+def document_entry(document: Document, *, for_client: bool = False) -> dict[str, Any]:
+    """``for_client``: without ``source`` and with the client's paths in the error (API readers)."""
+    message = document.error_message
+    if for_client:
+        message = hide_server_paths(message, document.path, document.relpath)
+    entry = {
         "path": document.relpath,
         "source": document.path,
         "status": document.status,
@@ -79,12 +97,19 @@ def document_entry(document: Document) -> dict[str, Any]:
         "pages": document.page_count,
         "pages_done": document.pages_done,
         "pages_failed": document.pages_failed,
-        "error": error,
+        "error": _error(document.error_code, message),
     }
+    if for_client:
+        entry.pop("source")
+    return entry
 
 
-def page_entry(page: Page) -> dict[str, Any]:
-    error = _error(page.error_code, page.error_message)
+def page_entry(page: Page, client_of: Document | None = None) -> dict[str, Any]:
+    """With ``client_of`` (the page's document) its error names the client's paths, not the server's."""
+    message = page.error_message
+    if client_of is not None:
+        message = hide_server_paths(message, client_of.path, client_of.relpath)
+    error = _error(page.error_code, message)
     return {
         "index": page.index,
         "status": page.status,

@@ -19,11 +19,12 @@ Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 ERROR_DESCRIPTIONS = {
     401: "No API key, or an unknown or revoked one",
     403: "A path outside the allowed roots",
-    404: "No such job, document or page",
+    404: "No such job, document or page, or one another key made",
     409: "The job has not finished (results) or has finished (cancel)",
     413: "The upload, or the job's page count, is over the limit",
     415: "Neither multipart/form-data nor application/json",
-    422: "The request is not valid",
+    422: "The request is not valid (also: a callback URL ocrq may not call)",
+    429: "This key has too many pages waiting (OCRQ_API_KEY_MAX_QUEUED_PAGES); see Retry-After",
     503: "The backlog is over its limit; see Retry-After",
 }
 

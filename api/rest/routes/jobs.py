@@ -14,8 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from ocrq.api.rest.admission import check_backlog, check_page_cap
-from ocrq.api.rest.deps import ApiKeyDep, SessionsDep, SettingsDep, SubmitterDep
+from ocrq.api.rest.admission import KeyQuota, check_backlog, check_page_cap
+from ocrq.api.rest.deps import CallerDep, QuotaDep, SessionsDep, SettingsDep, SubmitterDep, WebhookPolicyDep
 from ocrq.api.rest.queries import is_finished, job_detail, job_links, list_documents, list_jobs
 from ocrq.api.rest.results import MEDIA_TYPES, stream_result
 from ocrq.api.rest.routes.common import JobId, Limit, Offset, error_responses
@@ -28,8 +28,17 @@ from ocrq.api.rest.schemas import (
     PathsJobCreate,
     ResultFormat,
 )
+from ocrq.api.rest.submission import Owner, Submitter
 from ocrq.api.rest.uploads import MultipartUpload, UploadLimits, discard, new_upload_dir, resolve_paths
-from ocrq.errors import JobAlreadyFinished, JobNotFinished, RequestError, TooLarge, UnsupportedMediaType
+from ocrq.api.rest.webhook_policy import WebhookPolicy
+from ocrq.errors import (
+    JobAlreadyFinished,
+    JobNotFinished,
+    RequestError,
+    TooLarge,
+    UnsupportedMediaType,
+)
+from ocrq.jobs.access import Caller
 from ocrq.jobs.store import JobStore
 from ocrq.schemas import JobStatus
 from ocrq.settings import Settings
@@ -74,23 +83,26 @@ class Submission:
     status_code=202,
     response_model=JobAccepted,
     openapi_extra=SUBMIT_BODY,
-    responses=error_responses(403, 413, 415, 503),
+    responses=error_responses(403, 413, 415, 429, 503),
 )
 async def submit_job(
     request: Request,
     response: Response,
-    key_id: ApiKeyDep,
+    caller: CallerDep,
     settings: SettingsDep,
     sessions: SessionsDep,
     submitter: SubmitterDep,
+    quota: QuotaDep,
+    policy: WebhookPolicyDep,
 ) -> JobAccepted:
     """Upload files (multipart field ``files``) or name server-side ``paths`` (JSON); 202 and links."""
     await run_in_threadpool(check_backlog, sessions, settings)
     submission = await _receive(request, settings)
     try:
-        _check_callback(submission.options, settings)
-        await run_in_threadpool(check_page_cap, submission.sources, settings)
-        job_id = await run_in_threadpool(submitter.submit, submission.sources, submission.options, key_id)
+        await run_in_threadpool(_check_callback, submission.options, settings, policy)
+        pages = await run_in_threadpool(check_page_cap, submission.sources, settings)
+        admission = Admission(submitter, quota, settings)
+        job_id = await run_in_threadpool(admission.submit, submission, caller, pages)
     except BaseException:
         discard(submission.folder)
         raise
@@ -98,6 +110,19 @@ async def submit_job(
     return JobAccepted(
         id=job_id, status=JobStatus.QUEUED, documents=len(submission.sources), links=job_links(job_id)
     )
+
+
+@dataclass
+class Admission:
+    submitter: Submitter
+    quota: KeyQuota
+    settings: Settings
+
+    def submit(self, submission: Submission, caller: Caller, pages: int) -> int:
+        """The key's quota is checked and the job made under one per-key lock."""
+        with self.quota.admit(caller, pages, self.settings):
+            owner = Owner(caller.key_id, pages)
+            return self.submitter.submit(submission.sources, submission.options, owner)
 
 
 async def _receive(request: Request, settings: Settings) -> Submission:
@@ -153,53 +178,59 @@ def _validated(model: type[M], raw: str | bytes, loc: tuple[str, ...]) -> M:
         ) from error
 
 
-def _check_callback(options: JobOptions, settings: Settings) -> None:
+def _check_callback(options: JobOptions, settings: Settings, policy: WebhookPolicy) -> None:
+    """422 now for a webhook that could never be sent, rather than a failed delivery later."""
+    if not options.callback_url:
+        return
     secret = settings.api_webhook_secret
-    if options.callback_url and not (secret and secret.get_secret_value()):
+    if not (secret and secret.get_secret_value()):
         raise RequestError("this server sends no webhooks: OCRQ_API_WEBHOOK_SECRET is not set")
+    policy.check(str(options.callback_url))  # CallbackNotAllowed: 422 callback_not_allowed
 
 
 @router.get("/jobs", response_model=JobsPage)
 async def read_jobs(
+    caller: CallerDep,
     sessions: SessionsDep,
     status: Annotated[JobStatus | None, Query()] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> JobsPage:
     """Jobs, newest first, optionally only those with one status."""
-    jobs, count = await run_in_threadpool(list_jobs, sessions, status, limit, offset)
+    jobs, count = await run_in_threadpool(list_jobs, sessions, caller, status, limit, offset)
     return JobsPage(data=jobs, count=count, limit=limit, offset=offset)
 
 
 @router.get("/jobs/{job_id}", response_model=JobDetail, responses=error_responses(404))
 async def read_job(
     job_id: JobId,
+    caller: CallerDep,
     sessions: SessionsDep,
     settings: SettingsDep,
     wait: Annotated[float, Query(ge=0, le=3600, description="Seconds to wait for the job to end")] = 0,
 ) -> JobDetail:
     """Status, counts, timings and per-document errors; with ``wait`` it answers as soon as the job ends."""
     deadline = time.monotonic() + min(wait, settings.api_long_poll_max_s)
-    while not await run_in_threadpool(is_finished, sessions, job_id) and time.monotonic() < deadline:
+    while not await run_in_threadpool(is_finished, sessions, caller, job_id) and time.monotonic() < deadline:
         await asyncio.sleep(POLL_INTERVAL_S)
-    return await run_in_threadpool(job_detail, sessions, job_id)
+    return await run_in_threadpool(job_detail, sessions, caller, job_id)
 
 
 @router.delete("/jobs/{job_id}", response_model=JobDetail, responses=error_responses(404, 409))
-async def cancel_job(job_id: JobId, sessions: SessionsDep) -> JobDetail:
+async def cancel_job(job_id: JobId, caller: CallerDep, sessions: SessionsDep) -> JobDetail:
     """Cancel: queued pages are skipped, running ones finish and count."""
-    finished = await run_in_threadpool(is_finished, sessions, job_id)  # 404 for an unknown job
+    finished = await run_in_threadpool(is_finished, sessions, caller, job_id)  # 404: unknown or not theirs
     if finished or not await run_in_threadpool(JobStore(sessions).cancel_job, job_id):
         raise JobAlreadyFinished(f"job {job_id} has finished already")
-    return await run_in_threadpool(job_detail, sessions, job_id)
+    return await run_in_threadpool(job_detail, sessions, caller, job_id)
 
 
 @router.get("/jobs/{job_id}/documents", response_model=DocumentsPage, responses=error_responses(404))
 async def read_documents(
-    job_id: JobId, sessions: SessionsDep, limit: Limit = 100, offset: Offset = 0
+    job_id: JobId, caller: CallerDep, sessions: SessionsDep, limit: Limit = 100, offset: Offset = 0
 ) -> DocumentsPage:
     """The job's documents in submission order."""
-    documents, count = await run_in_threadpool(list_documents, sessions, job_id, limit, offset)
+    documents, count = await run_in_threadpool(list_documents, sessions, caller, job_id, limit, offset)
     return DocumentsPage(data=documents, count=count, limit=limit, offset=offset)
 
 
@@ -210,13 +241,14 @@ async def read_documents(
 )
 async def read_result(
     job_id: JobId,
+    caller: CallerDep,
     sessions: SessionsDep,
     settings: SettingsDep,
     format: Annotated[ResultFormat, Query()] = "json",
 ) -> StreamingResponse:
     """The finished job's results, streamed: ``md``, ``json``, ``jsonl`` (a document per line) or ``zip``."""
-    if not await run_in_threadpool(is_finished, sessions, job_id):
+    if not await run_in_threadpool(is_finished, sessions, caller, job_id):
         raise JobNotFinished(f"job {job_id} has not finished; GET /v1/jobs/{job_id}?wait=60 waits for it")
     headers = {"Content-Disposition": f'attachment; filename="job-{job_id}.{format}"'}
-    body = stream_result(sessions, settings, job_id, format)
+    body = await run_in_threadpool(stream_result, sessions, settings, caller, job_id, format)
     return StreamingResponse(body, media_type=MEDIA_TYPES[format], headers=headers)

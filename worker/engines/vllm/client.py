@@ -31,6 +31,7 @@ from ocrq.errors import (
     OcrqError,
     PageImageRejected,
 )
+from ocrq.redaction import mask_text, mask_url
 from ocrq.settings import Settings
 from ocrq.worker.engines.vllm.inflight import AdaptiveLimit, LoadWatcher, parse_load
 
@@ -63,6 +64,11 @@ class ClientConfig:
     adapt_every_s: float = 0.0
     """How often to read the server's queue and move the cap (0: a fixed cap)."""
     target_waiting: int = 4
+
+    @property
+    def shown_url(self) -> str:
+        """The server's URL for messages, logs and page errors: credentials masked."""
+        return mask_url(self.base_url)
 
     @classmethod
     def from_settings(
@@ -244,7 +250,7 @@ class VllmClient:
     def _slot(self) -> Iterator[None]:
         if not self.slots.acquire(timeout=self.config.read_timeout):
             raise EngineUnavailable(
-                f"no free request slot for {self.config.base_url} in {self.config.read_timeout}s"
+                f"no free request slot for {self.config.shown_url} in {self.config.read_timeout}s"
             )
         try:
             yield
@@ -252,7 +258,7 @@ class VllmClient:
             self.slots.release()
 
     def _try(self, payload: dict[str, Any]) -> Completion | _Failure:
-        url = self.config.base_url
+        url = self.config.shown_url
         if self._closed:
             return _Failure(EngineUnavailable(f"the client for {url} is closed"), False)
         try:
@@ -264,7 +270,9 @@ class VllmClient:
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as error:
             return _Failure(EngineUnavailable(f"vLLM at {url} cut the connection: {error}"), True)
         except httpx.HTTPError as error:
-            return _Failure(EngineServerError(f"vLLM at {url}: {type(error).__name__}: {error}"), True)
+            return _Failure(
+                EngineServerError(mask_text(f"vLLM at {url}: {type(error).__name__}: {error}")), True
+            )
         return self._answer(response, payload.get("model"))
 
     def _answer(self, response: httpx.Response, model: object) -> Completion | _Failure:
@@ -295,7 +303,7 @@ class VllmClient:
     def _not_served(self, model: object, message: str) -> ModelNotServed:
         served = ", ".join(self.served_models()) or "unknown"
         return ModelNotServed(
-            f"vLLM at {self.config.base_url} does not serve model {model!r} (it serves: {served}); "
+            f"vLLM at {self.config.shown_url} does not serve model {model!r} (it serves: {served}); "
             f"set OCRQ_VLLM_MODEL or OCRQ_VLLM_SERVED_MODEL_NAME to match --served-model-name. "
             f"Server said: {message}"
         )

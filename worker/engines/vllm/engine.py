@@ -141,7 +141,7 @@ class VllmEngine:
         if served and self.model not in served:
             self.client.close()
             raise ModelNotServed(
-                f"vLLM at {self.client.config.base_url} serves {', '.join(served)}, not {self.model!r}; "
+                f"vLLM at {self.client.config.shown_url} serves {', '.join(served)}, not {self.model!r}; "
                 + self.model_hint
             )
         if served.get(self.model):
