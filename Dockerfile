@@ -5,5 +5,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY . /app
-RUN pip install --no-cache-dir -e .
+# OCRQ_EXTRAS=transformers,quantization for the serve-hf image (torch, transformers, bitsandbytes).
+ARG OCRQ_EXTRAS=""
+RUN pip install --no-cache-dir -e ".${OCRQ_EXTRAS:+[$OCRQ_EXTRAS]}"
 ENV PYTHONUNBUFFERED=1

@@ -239,3 +239,28 @@ class CallbackNotAllowed(RequestError):
     """A webhook URL that is not https, or that resolves to an address ocrq must not call."""
 
     code = "callback_not_allowed"
+
+
+# --- Transformers recipes and serve-hf (appended with issue 17) ----------------------------------
+
+
+class IncompatibleVersions(EngineUnavailable):
+    """An installed library version is one the model is known to break on (see the registry)."""
+
+    code = "incompatible_versions"
+    retryable = False
+
+
+class RemoteCodeMissing(EngineUnavailable):
+    """A remote-code model's snapshot lacks the ``.py`` files its configs name."""
+
+    code = "remote_code_missing"
+    retryable = False
+
+
+class QuantizationUnavailable(EngineUnavailable):
+    """8-/4-bit loading was asked for where it cannot run (no CUDA, no bitsandbytes) and refusing
+    was chosen over full precision."""
+
+    code = "quantization_unavailable"
+    retryable = False

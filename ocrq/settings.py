@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -140,7 +140,12 @@ class Settings(BaseSettings):
     transformers_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     """``auto``: the first visible GPU (bf16) when there is one, else the CPU (fp32)."""
     transformers_8bit: bool = False
-    """Load weights in 8 bits through bitsandbytes (GPU only): half the memory, usually slower."""
+    """Deprecated spelling of ``OCRQ_HF_QUANTIZATION=8bit`` (honoured when that is unset)."""
+    hf_quantization: Literal["", "none", "8bit", "4bit"] = ""
+    """8-/4-bit weights through bitsandbytes (CUDA only) for every model; unset: the registry's choice."""
+    hf_quantization_fallback: Literal["full", "refuse"] = "full"
+    """Quantisation asked for but impossible here (no CUDA or bitsandbytes): load in full precision
+    after one warning line, or refuse the model so the chain moves on."""
     transformers_idle_unload_seconds: float = Field(600.0, ge=0)
     """Release the model (and its GPU memory) after this long without a page; 0 keeps it loaded."""
     transformers_batch_size: int = Field(4, ge=1, le=64)
@@ -149,6 +154,13 @@ class Settings(BaseSettings):
     """Caps the registry's max_tokens for this engine (slow CPU hosts); 0 keeps the registry's."""
     transformers_stop_vllm: bool = False
     """When the model does not fit next to vLLM, stop the vLLM container first instead of refusing."""
+    transformers_ladder_retries: int = Field(2, ge=0, le=6)
+    """Extra generations for a looping or truncated page (the vLLM engine's ladder: temperature up,
+    max_new_tokens adjusted)."""
+    transformers_url: str | None = None
+    """A ``serve-hf`` server (``http://gpu2:8100``): the transformers engine runs there, not in-process."""
+    transformers_api_key: SecretStr | None = None
+    """Bearer token for ``OCRQ_TRANSFORMERS_URL`` (the server's ``--api-key``)."""
 
     # --- REST API (`ocrq api`) ----------------------------------------------------
     api_path_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
@@ -272,6 +284,10 @@ class Settings(BaseSettings):
         """
         changes = {key: job_settings[key] for key in JOB_OVERRIDABLE if key in job_settings}
         return self.model_validate(self.model_dump() | changes) if changes else self
+
+    def hf_quantization_name(self) -> str:
+        """The host's quantisation wish ("" defers to the registry), the old 8-bit flag included."""
+        return self.hf_quantization or ("8bit" if self.transformers_8bit else "")
 
     def vllm_server_url(self) -> str | None:
         """The server for ``vllm_model``: its own entry in ``vllm_model_urls``, else ``vllm_url``."""

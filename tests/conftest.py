@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.db.migrations import upgrade
 from ocrq.db.session import make_engine, make_session_factory
 from ocrq.settings import Settings, build_settings
+from tests.hf_support import tiny_model  # noqa: F401  (the tiny Qwen2-VL, built once per session)
 from tests.vllm_server import vllm_server  # noqa: F401  (one session-wide real vLLM for every module)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -116,6 +116,32 @@ def test_the_vllm_service_serves_what_the_registry_says(compose: dict[str, Any])
     assert gpu_worker["environment"]["OCRQ_VLLM_URL"] == "http://vllm:8000"
 
 
+def test_the_hf_server_is_serve_hf_on_its_own_gpu_under_the_gpu_profile(compose: dict[str, Any]) -> None:
+    from click.testing import CliRunner
+
+    service = compose["services"]["hf-server"]
+    assert (
+        service["profiles"] == ["gpu"]
+        and service["build"]["args"]["OCRQ_EXTRAS"] == "transformers,quantization"
+    )
+    command = service["command"]
+    assert command[:2] == ["ocrq", "serve-hf"] and command[1] in cli.commands
+    model = command[command.index("--model") + 1]
+    from ocrq.worker.models.registry import bundled_registry
+
+    assert "transformers" in bundled_registry().get(model).backends
+    devices = service["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["device_ids"] == ["1"] and devices[0]["capabilities"] == ["gpu"]
+    port = command[command.index("--port") + 1]
+    assert f"127.0.0.1:{port}/health" in service["healthcheck"]["test"][1]
+    help_text = CliRunner().invoke(cli, ["serve-hf", "--help"]).output
+    assert all(flag in help_text for flag in command[2::2])  # every flag it passes exists
+    gpu_worker = compose["services"]["worker-gpu"]["environment"]
+    assert (
+        gpu_worker["OCRQ_TRANSFORMERS_URL"] == "${OCRQ_TRANSFORMERS_URL:-}"
+    )  # opt-in: in-process by default
+
+
 def test_flower_is_published_on_the_hosts_loopback_only(compose: dict[str, Any]) -> None:
     flower = compose["services"]["flower"]
     assert flower["ports"] and all(str(port).startswith("127.0.0.1:") for port in flower["ports"])

@@ -17,8 +17,7 @@ from PIL import Image
 
 from ocrq.errors import ConfigurationError, EngineUnavailable
 from ocrq.schemas import PageTask
-from ocrq.worker.engines.hf.engine import prepare_page, read_answer
-from ocrq.worker.engines.hf.generate import RawAnswer
+from ocrq.worker.engines.hf.engine import prepare_page
 from ocrq.worker.engines.hf.gpu_memory import (
     GiB,
     GpuMemoryShort,
@@ -27,7 +26,7 @@ from ocrq.worker.engines.hf.gpu_memory import (
     stop_vllm_containers,
 )
 from ocrq.worker.engines.hf.model_host import MicroBatcher, ModelHost
-from ocrq.worker.engines.vllm.request import choose_prompt, prepare_image
+from ocrq.worker.engines.vllm.request import choose_prompt, prepare_image, read_reply
 from ocrq.worker.models.registry import bundled_registry
 from ocrq.worker.ocr_output.reading import read_layout
 from ocrq.worker.ocr_output.resize import ResizePlan
@@ -214,7 +213,7 @@ def test_answers_are_read_by_the_same_dots_parser_as_vllm() -> None:
     choice = choose_prompt(spec, PageTask())
     raw = '[{"bbox": [10, 20, 110, 70], "category": "Title", "text": "# Invoice 42"}, {"bbox": [10, 80'
     plan = ResizePlan((2000, 1000), (1000, 500))
-    reading = read_answer(spec, choice, RawAnswer(raw, "length", 900, 8192), plan)
+    reading = read_reply(spec, choice, raw, "length", plan)
     assert reading.cells == read_layout(raw, "length", plan).cells  # one implementation, not a copy
     assert reading.cells[0].bbox == (20, 40, 220, 140) and "Invoice 42" in reading.markdown
     assert reading.truncated and reading.repaired  # the cut-off second cell was dropped

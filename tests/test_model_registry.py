@@ -24,6 +24,10 @@ SEED_MODELS = {
     "got-ocr-2.0": "stepfun-ai/GOT-OCR-2.0-hf",
     "moondream2": "vikhyatk/moondream2",
 }
+ADDED_MODELS = {  # native in transformers, for the in-process engine's tiny-model-tested recipes
+    "qwen2.5-vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct",
+    "internvl3-1b-hf": "OpenGVLab/InternVL3-1B-hf",
+}
 
 
 def raw_registry() -> dict[str, object]:
@@ -32,7 +36,7 @@ def raw_registry() -> dict[str, object]:
 
 def test_every_seed_model_is_there_with_its_repo() -> None:
     registry = bundled_registry()
-    assert {key: spec.hf_repo for key, spec in registry.models.items()} == SEED_MODELS
+    assert {key: spec.hf_repo for key, spec in registry.models.items()} == SEED_MODELS | ADDED_MODELS
 
 
 def test_dots_ocr_carries_what_the_seeds_and_reference_say() -> None:
@@ -54,8 +58,10 @@ def test_seed_ports_and_transformers_only_models() -> None:
     assert registry.get("qwen3-vl-2b").vllm.port == 8010  # type: ignore[union-attr]
     assert registry.get("qwen2-vl-2b").vllm.port == 8011  # type: ignore[union-attr]
     transformers_only = {spec.key for spec in registry.models.values() if spec.vllm is None}
-    assert transformers_only == {"got-ocr-2.0", "moondream2"}
-    assert {spec.key for spec in registry.for_backend("vllm")} == set(SEED_MODELS) - transformers_only
+    assert transformers_only == {"got-ocr-2.0", "moondream2", "internvl3-1b-hf"}
+    assert {spec.key for spec in registry.for_backend("vllm")} == set(
+        SEED_MODELS | ADDED_MODELS
+    ) - transformers_only
     ports = [spec.vllm.port for spec in registry.for_backend("vllm") if spec.vllm]
     assert len(ports) == len(set(ports))
     with pytest.raises(ConfigurationError, match="not served by vLLM"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import json
-import re
+import logging
 import subprocess
 import sys
 import time
@@ -27,16 +27,17 @@ from sqlalchemy import select
 
 from ocrq.db.models import Attempt, Page
 from ocrq.db.session import make_engine, make_session_factory
-from ocrq.errors import ConfigurationError, EngineUnavailable
+from ocrq.errors import EngineUnavailable, QuantizationUnavailable
 from ocrq.schemas import PageTask
 from ocrq.settings import Settings
 from ocrq.worker.batch import BatchRequest, run_embedded_batch
+from ocrq.worker.engines.hf.answers import PageJob, RawAnswer
 from ocrq.worker.engines.hf.engine import EngineOptions, TransformersEngine, load_plan
 from ocrq.worker.engines.hf.gpu_memory import GiB, GpuMemoryShort, MemoryGuard
-from ocrq.worker.engines.hf.recipes import IncompatibleVersions, check_versions
 from tests.conftest import REPO_ROOT
 from tests.factories import make_text_pdf
-from tests.vllm_server import build_tiny_model, free_port, missing_vllm_reason
+from tests.hf_support import TINY
+from tests.vllm_server import free_port
 
 MISSING = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
 pytestmark = [
@@ -44,32 +45,7 @@ pytestmark = [
     pytest.mark.skipif(bool(MISSING), reason=f"{MISSING} not importable: pip install -e '.[transformers]'"),
 ]
 
-TINY = "qwen2-vl-2b"  # the registry entry whose architecture the tiny model has
 MAX_NEW_TOKENS = 12
-
-
-def readable_by_transformers_4(model_dir: Path) -> None:
-    """tiny_model.py saves with transformers 5 (``rope_parameters``); 4.x reads ``rope_scaling``."""
-    import transformers
-
-    if int(transformers.__version__.split(".")[0]) >= 5:
-        return
-    path = model_dir / "config.json"
-    config = json.loads(path.read_text())
-    rope = config["text_config"]["rope_parameters"]
-    config["text_config"]["rope_scaling"] = {"type": "mrope", "mrope_section": rope["mrope_section"]}
-    config["text_config"]["rope_theta"] = rope["rope_theta"]
-    path.write_text(json.dumps(config, indent=2))
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reason = missing_vllm_reason()
-    if reason:
-        pytest.skip(f"the tiny model is built with the vLLM venv's transformers 5: {reason}")
-    model_dir = build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen2-vl")
-    readable_by_transformers_4(model_dir)
-    return model_dir
 
 
 @pytest.fixture
@@ -81,6 +57,7 @@ def tiny_settings(make_settings: Callable[..., Settings], tiny_model: Path) -> C
             "transformers_model_dir": tiny_model,
             "transformers_max_new_tokens": MAX_NEW_TOKENS,
             "transformers_device": "cpu",
+            "transformers_ladder_retries": 0,  # one greedy generation per page unless a test climbs
         }
         return make_settings(**(base | overrides))
 
@@ -192,21 +169,49 @@ def test_the_memory_guard_refuses_before_loading(
     roomy.close()
 
 
-def test_versions_and_recipes_are_checked_when_the_chain_is_built(
-    tiny_settings: Callable[..., Settings], tmp_path: Path
+def test_looping_or_cut_answers_climb_the_shared_ladder(
+    tiny_settings: Callable[..., Settings], page: Image.Image
 ) -> None:
-    spec = load_plan(tiny_settings()).spec
-    check_versions(spec)  # the installed extra satisfies the registry's transformers>=4.45
-    with pytest.raises(IncompatibleVersions, match=r"transformers \S+ installed, x needs transformers>=99"):
-        check_versions(spec.model_copy(update={"key": "x", "requires": {"transformers": ">=99"}}))
-    with pytest.raises(ConfigurationError, match=re.escape("cannot drive phi-3.5-vision")):
-        load_plan(tiny_settings(transformers_model="phi-3.5-vision"))
-    dotted = tmp_path / "dots.ocr"
-    dotted.mkdir()
-    (dotted / "config.json").write_text("{}")
-    (dotted / "model.safetensors").write_bytes(b"w")
-    with pytest.raises(ConfigurationError, match=re.escape("without '.'")):
-        load_plan(tiny_settings(transformers_model="dots.ocr", transformers_model_dir=dotted))
+    """The vLLM engine's ladder (worker/engines/ladder.py): cut at the cap, so hotter samples follow."""
+    engine = tiny_engine(tiny_settings(transformers_max_new_tokens=4, transformers_ladder_retries=2))
+    asked: list[tuple[float, int]] = []
+    answers: list[RawAnswer] = []
+    submit = engine.generator.submit
+
+    def spy(job: PageJob) -> RawAnswer:
+        asked.append((job.temperature, job.max_new_tokens))
+        answers.append(submit(job))
+        return answers[-1]
+
+    engine.generator.submit = spy  # type: ignore[method-assign]
+    result = engine.recognize(page, PageTask())
+    cut = [answer.finish_reason == "length" for answer in answers]
+    assert asked[0] == (0.0, 4) and len(asked) == 1 + min(2, cut.index(False) if False in cut else 2)
+    assert [t for t, _ in asked] == [0.0, 0.3, 0.6][: len(asked)]  # no room past the cap: hotter, not longer
+    assert result.tokens_out == sum(a.tokens_out or 0 for a in answers)  # every generation is paid for
+    assert result.tokens_in == sum(a.tokens_in or 0 for a in answers)
+    engine.close()
+
+
+def test_quantisation_without_cuda_is_one_line_then_full_precision_or_a_refusal(
+    tiny_settings: Callable[..., Settings], page: Image.Image, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = tiny_engine(tiny_settings(hf_quantization="8bit"))
+    with caplog.at_level(logging.WARNING, logger="ocrq.worker.engines"):
+        assert engine.recognize(page, PageTask()).engine == "transformers"
+        engine.recognize(page, PageTask())
+    lines = [r.getMessage() for r in caplog.records if "bit loading" in r.getMessage()]
+    assert lines == [
+        "qwen2-vl-2b: 8-bit loading needs bitsandbytes on CUDA, and this host has no CUDA device; "
+        "loading in full precision instead"
+    ]  # one line per load, not per page
+    loaded = engine.generator.loaded_model
+    assert loaded is not None and loaded.quantization.bits == 0 and loaded.dtype == "float32"
+    engine.close()
+    strict = tiny_engine(tiny_settings(hf_quantization="4bit", hf_quantization_fallback="refuse"))
+    with pytest.raises(QuantizationUnavailable, match=r"4-bit loading .* refusing") as refused:
+        strict.recognize(page, PageTask())
+    assert not strict.host.loaded and not refused.value.retryable
 
 
 def test_a_dead_vllm_falls_back_to_transformers_page_by_page(

@@ -1,8 +1,10 @@
 """``ocrq doctor``: one line per moving part, and whether the ones this configuration needs are up.
 
 Required: the database, the broker when one is set, a vLLM server when
-``OCRQ_VLLM_URL`` names one, and Tesseract's languages when Tesseract is in
-the chain. GPU memory is information only (NVML is absent on CPU hosts).
+``OCRQ_VLLM_URL`` names one, a ``serve-hf`` server when ``OCRQ_TRANSFORMERS_URL``
+does and the transformers engine is in the chain, and Tesseract's languages when
+Tesseract is in the chain. Whether the in-process Transformers model could load,
+and GPU memory, are information only (the chain skips what a host cannot run).
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ CheckRun = Callable[[Settings], "Check | list[Check] | None"]
 
 def run_checks(settings: Settings) -> list[Check]:
     """Every line masked: a URL's credentials may also come back inside a library's error message."""
-    checks: list[CheckRun] = [check_database, check_broker, check_vllm, check_tesseract, check_gpu]
+    checks: list[CheckRun] = [
+        check_database,
+        check_broker,
+        check_vllm,
+        check_transformers,
+        check_tesseract,
+        check_gpu,
+    ]
     found = [check for run in checks for check in _guarded(run, settings)]
     return [replace(check, detail=mask_text(check.detail)) for check in found]
 
@@ -82,18 +91,38 @@ def check_vllm(settings: Settings) -> list[Check]:
     return [_check_vllm_server(settings, url) for url in servers if url]
 
 
-def _check_vllm_server(settings: Settings, url: str) -> Check:
+def _check_vllm_server(settings: Settings, url: str, name: str = "vllm", required: bool = True) -> Check:
     from ocrq.worker.engines.vllm.client import ClientConfig, VllmClient
 
     only_this = settings.model_copy(update={"vllm_url": url, "vllm_model_urls": {}})
-    client = VllmClient(ClientConfig.from_settings(only_this))
+    key = settings.transformers_api_key if name == "transformers" else None
+    client = VllmClient(ClientConfig.from_settings(only_this, api_key=key))
     try:
         healthy, models = client.health(), client.served_models()
     finally:
         client.close()
     served = ", ".join(f"{name} (max_model_len {length})" for name, length in models.items()) or "none"
     state = "ok" if healthy else "down"
-    return Check("vllm", healthy and bool(models), f"{mask_url(url)}: health {state}; models: {served}")
+    detail = f"{mask_url(url)}: health {state}; models: {served}"
+    return Check(name, healthy and bool(models), detail, required)
+
+
+def check_transformers(settings: Settings) -> Check | None:
+    """The ``serve-hf`` server when OCRQ_TRANSFORMERS_URL names one; else whether this host could load
+    the model in-process (checked without loading: recipe, versions, snapshot)."""
+    in_chain = "transformers" in settings.engines
+    if settings.transformers_url:
+        return _check_vllm_server(settings, settings.transformers_url, "transformers", in_chain)
+    if not in_chain:
+        return None
+    from ocrq.worker.engines.hf.engine import load_plan
+
+    try:
+        plan = load_plan(settings)
+    except OcrqError as error:
+        return Check("transformers", False, f"{settings.transformers_model}: {error.message}", required=False)
+    detail = f"{plan.spec.key} from {plan.path} ({plan.recipe.name}; loads on the first page)"
+    return Check("transformers", True, detail, required=False)
 
 
 def check_tesseract(settings: Settings) -> Check | None:

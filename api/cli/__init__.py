@@ -19,6 +19,7 @@ from ocrq.api.cli.hf_cache import hf_cache_command
 from ocrq.api.cli.models import models_command
 from ocrq.api.cli.queue import QUEUE_COMMANDS, submit_to_queue
 from ocrq.api.cli.serve import API_COMMANDS
+from ocrq.api.cli.serve_hf import serve_hf
 from ocrq.api.cli.vllm import vllm
 from ocrq.redaction import install_log_redaction
 from ocrq.settings import Settings
@@ -89,7 +90,7 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
-for command in [*QUEUE_COMMANDS, *API_COMMANDS, doctor, vllm, models_command, hf_cache_command]:
+for command in [*QUEUE_COMMANDS, *API_COMMANDS, doctor, vllm, models_command, hf_cache_command, serve_hf]:
     cli.add_command(command)
 
 

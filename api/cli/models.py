@@ -7,7 +7,10 @@ from rich.console import Console
 from rich.table import Table
 
 from ocrq.api.cli.hf_cache import CACHE_COLUMNS, cache_cells, cache_status_for, print_cache
+from ocrq.worker.engines.hf.versions import host_verdict, incompatible_pairs
 from ocrq.worker.models.registry import ModelSpec, Registry, bundled_registry
+
+TESTED = {"real-weights": "real weights", "tiny-random": "tiny random model", "no-weights": "never run"}
 
 COLUMNS = (
     "key",
@@ -20,6 +23,8 @@ COLUMNS = (
     "max tokens",
     "prompts",
     "needs",
+    "hf recipe",
+    "hf here",
 )
 
 
@@ -46,6 +51,28 @@ def model_row(spec: ModelSpec) -> list[str]:
         str(spec.max_tokens),
         ", ".join(mode.value for mode in spec.prompts),
         needs or "-",
+        _recipe_cell(spec),
+        host_verdict(spec),
+    ]
+
+
+def _recipe_cell(spec: ModelSpec) -> str:
+    """How the Transformers path loads it and how far that was ever run."""
+    load = spec.transformers
+    if load is None:
+        return "-"
+    flags = [TESTED[load.tested]]
+    flags += ["remote code"] if load.trust_remote_code else []
+    flags += [load.quantization] if load.quantization != "none" else []
+    return f"{load.auto_class} ({', '.join(flags)})"
+
+
+def version_clashes(registry: Registry) -> list[str]:
+    """Lines naming the models no single transformers install serves together."""
+    return [
+        f"{a} (transformers{registry.get(a).requires['transformers']}) and "
+        f"{b} (transformers{registry.get(b).requires['transformers']}) need different environments"
+        for a, b in incompatible_pairs(registry.models.values())
     ]
 
 
@@ -71,6 +98,14 @@ def models_command(constraints: bool, show_cache: bool) -> None:
     registry = bundled_registry()
     rows = cache_status_for(registry.models.values())
     console.print(registry_table(registry, {row.key: cache_cells(row) for row in rows}))
+    clashes = version_clashes(registry)
+    if clashes:
+        console.print(
+            "[bold]transformers versions that cannot share one environment[/] (serve the odd one "
+            "out with `ocrq serve-hf` from its own venv, OCRQ_TRANSFORMERS_URL=...):"
+        )
+        for line in clashes:
+            console.print(f"  {line}")
     if constraints:
         for spec in registry.models.values():
             console.print(f"[bold]{spec.key}[/]: " + "; ".join([*spec.constraints, spec.notes]))

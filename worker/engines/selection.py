@@ -28,6 +28,11 @@ def _vllm(settings: Settings) -> Engine:
 
 
 def _transformers(settings: Settings) -> Engine:
+    """In-process, or on the ``serve-hf`` server ``OCRQ_TRANSFORMERS_URL`` names."""
+    if settings.transformers_url:
+        from ocrq.worker.engines.hf.remote import remote_transformers_engine
+
+        return remote_transformers_engine(settings)
     from ocrq.worker.engines.hf.engine import transformers_engine
 
     return transformers_engine(settings)

@@ -57,7 +57,13 @@ class TransformersLoad(_Strict):
 
     auto_class: str
     trust_remote_code: bool = False
+    """Allow the Python code shipped in the snapshot to run (remote-code architectures need it)."""
     revision: str | None = None
+    quantization: Literal["none", "8bit", "4bit"] = "none"
+    """bitsandbytes quantisation on CUDA; ``OCRQ_HF_QUANTIZATION`` overrides it per host."""
+    tested: Literal["real-weights", "tiny-random", "no-weights"] = "no-weights"
+    """How far the recipe was run: on the real weights, end to end on a tiny random-weight model of
+    the architecture, or only its prompt building and output parsing (never run)."""
 
 
 class ModelSpec(_Strict):
@@ -67,7 +73,7 @@ class ModelSpec(_Strict):
     hf_repo: str
     architecture: str
     backends: list[Backend] = Field(min_length=1)
-    output_format: Literal["dots_layout", "text"]
+    output_format: Literal["dots_layout", "deepseek_grounding", "text"]
     prompts: dict[PromptMode, str]
     image_placeholder: str = ""
     resize: Literal["smart", "fit"]

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from ocrq.schemas import LayoutCell, PageResult, PageTask, PromptMode
+from ocrq.worker.ocr_output.grounding import parse_grounding
 from ocrq.worker.ocr_output.layout import parse_layout
 from ocrq.worker.ocr_output.loops import DEFAULT_LIMITS, LoopLimits, cut_loop, find_loop, find_tail_loop
 from ocrq.worker.ocr_output.markdown import cells_markdown, cells_text
@@ -51,6 +52,27 @@ def read_layout(
         truncated=finish_reason == "length",
         looped=find_tail_loop(raw, limits) is not None,
         repaired=parsed.repaired or not cells,
+    )
+
+
+def read_grounding(
+    raw: str,
+    finish_reason: str | None,
+    plan: ResizePlan,
+    drop_page_furniture: bool = False,
+    limits: LoopLimits = DEFAULT_LIMITS,
+) -> Reading:
+    """DeepSeek-OCR's grounded Markdown → page-pixel cells; without tags it is read as plain text."""
+    parsed = parse_grounding(raw, plan)
+    if not parsed.cells:
+        return read_text(parsed.markdown, finish_reason, limits)
+    return Reading(
+        text=cells_text(parsed.cells, drop_page_furniture),
+        markdown=cells_markdown(parsed.cells, drop_page_furniture),
+        cells=parsed.cells,
+        truncated=finish_reason == "length",
+        looped=find_loop(raw, limits) is not None,
+        repaired=parsed.broken_tags > 0,
     )
 
 

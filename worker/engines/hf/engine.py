@@ -1,13 +1,16 @@
 """The Transformers engine: the registry's model loaded in-process from the local Hugging Face cache.
 
 It is the fallback when vLLM is down or cannot hold the GPU: same prompts, same resize rule, same
-reading of the answer (:mod:`ocrq.worker.ocr_output`) as the vLLM engine, so a page reads the same
-whichever engine produced it. Building the engine is cheap and imports neither torch nor
-transformers: it checks the extra is installed, the model has a loading recipe, the installed
-versions are ones the model works with, and the weights are completely in the cache, and otherwise
-raises ``EngineUnavailable`` so the chain skips it. The model itself loads on the first page.
+retry ladder (:mod:`ocrq.worker.engines.ladder`) and same reading of the answer as the vLLM engine, so a
+page reads the same whichever engine produced it. Building the engine is cheap and imports neither
+torch nor transformers: it checks the extra is installed, the model has a recipe (and, for remote
+code, the registry's permission and the snapshot's code files), the installed versions are ones
+the model works with, and the weights are completely in the cache, and otherwise raises
+``EngineUnavailable`` (or a configuration error) so the chain skips it. The model loads on the
+first page.
 
-Concurrent pages are batched into one ``generate`` call (``OCRQ_TRANSFORMERS_BATCH_SIZE``).
+With ``OCRQ_TRANSFORMERS_URL`` the same engine name runs remotely instead, on an ``ocrq serve-hf``
+server (:mod:`ocrq.worker.engines.hf.remote`).
 """
 
 from __future__ import annotations
@@ -19,25 +22,29 @@ from pathlib import Path
 
 from PIL import Image
 
-from ocrq.errors import ConfigurationError, DegenerateOutput, EngineUnavailable, PageRenderError
+from ocrq.errors import ConfigurationError, EngineUnavailable, PageRenderError, RemoteCodeMissing
 from ocrq.schemas import PageResult, PageTask
 from ocrq.settings import Settings
-from ocrq.worker.engines.hf.generate import PageJob, RawAnswer, generate_pages
+from ocrq.worker.engines.hf.answers import PageJob
+from ocrq.worker.engines.hf.generator import BATCH_WINDOW_SECONDS, Generator
 from ocrq.worker.engines.hf.gpu_memory import MemoryGuard, stop_vllm_containers
-from ocrq.worker.engines.hf.loading import LoadedModel, LoadPlan, heavy_libraries_missing, load_model, release
-from ocrq.worker.engines.hf.model_host import MicroBatcher, ModelHost
-from ocrq.worker.engines.hf.recipes import check_versions, recipe_for
+from ocrq.worker.engines.hf.loading import LoadPlan, heavy_libraries_missing
+from ocrq.worker.engines.hf.quantization import requested_bits
+from ocrq.worker.engines.hf.recipes import Recipe, recipe_for
+from ocrq.worker.engines.hf.remote_code import code_problems
+from ocrq.worker.engines.hf.versions import check_versions
+from ocrq.worker.engines.ladder import Rung, Step, climb
 from ocrq.worker.engines.vllm.request import (
     PromptChoice,
     choose_prompt,
     inside_page,
     model_input,
     prompt_text,
-    reads_layout,
+    read_reply,
 )
 from ocrq.worker.models.hf_cache import ModelNotCached, directory_problems, local_model_dir
 from ocrq.worker.models.registry import ModelSpec, Registry, bundled_registry
-from ocrq.worker.ocr_output.reading import Reading, page_result, read_layout, read_text
+from ocrq.worker.ocr_output.reading import page_result
 from ocrq.worker.ocr_output.resize import Box, ResizePlan, plan_resize
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,9 @@ class EngineOptions:
     """Caps the registry's ``max_tokens`` (slow CPU hosts, tests); None keeps the registry's."""
     drop_page_headers: bool = False
     """Shared with the vLLM engine (``OCRQ_VLLM_DROP_PAGE_HEADERS``): a page reads alike either way."""
+    ladder_retries: int = 2
+    batch_window_seconds: float = BATCH_WINDOW_SECONDS
+    """How long a batch waits for companions (``serve-hf --batch-window-ms``; tests make it long)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
@@ -59,6 +69,7 @@ class EngineOptions:
             settings.transformers_idle_unload_seconds,
             settings.transformers_max_new_tokens or None,
             settings.vllm_drop_page_headers,
+            settings.transformers_ladder_retries,
         )
 
 
@@ -80,15 +91,6 @@ def prepare_page(image: Image.Image, spec: ModelSpec, crop: Box | None = None) -
         raise PageRenderError(f"page image cannot be prepared: {error}") from error
 
 
-def read_answer(
-    spec: ModelSpec, choice: PromptChoice, answer: RawAnswer, plan: ResizePlan, drop_furniture: bool = False
-) -> Reading:
-    """The very readers the vLLM engine uses (one dots.ocr parser for both), boxes back in page pixels."""
-    if reads_layout(spec, choice):
-        return read_layout(answer.text, answer.finish_reason, plan, drop_furniture)
-    return read_text(answer.text, answer.finish_reason)
-
-
 class TransformersEngine:
     """:class:`~ocrq.worker.engines.base.Engine` over one lazily loaded model; thread-safe."""
 
@@ -101,43 +103,42 @@ class TransformersEngine:
         self.spec, self.plan = plan.spec, plan
         self.model = plan.spec.hf_repo
         self.options = options or EngineOptions()
-        self.max_in_flight = self.options.batch_size
-        self.guard = guard or MemoryGuard()
-        self.host: ModelHost[LoadedModel] = ModelHost(
-            lambda: load_model(plan, self.guard), release, self.options.idle_unload_seconds
+        self.generator = Generator(
+            plan,
+            guard,
+            self.options.batch_size,
+            self.options.idle_unload_seconds,
+            self.options.batch_window_seconds,
         )
-        self._batcher: MicroBatcher[PageJob, RawAnswer] = MicroBatcher(
-            self._run_batch, self.options.batch_size
-        )
+        self.host = self.generator.host
+        self.max_in_flight = self.generator.batch_size
 
     def recognize(self, image: Image.Image, task: PageTask) -> PageResult:
         started = time.perf_counter()
         choice = choose_prompt(self.spec, task)
         page = prepare_page(image, self.spec, choice.crop)
         prompt = prompt_text(self.spec, choice, task, page.plan).removeprefix(self.spec.image_placeholder)
-        answer = self._batcher.submit(PageJob(page.image, prompt, self._max_new_tokens()))
-        reading = read_answer(self.spec, choice, answer, page.plan, self.options.drop_page_headers)
-        if not reading.usable:
-            raise DegenerateOutput(
-                f"{self.spec.key} gave no usable answer (finish_reason={answer.finish_reason}, "
-                f"{answer.tokens_out} tokens)"
-            )
-        return self._result(reading, answer, task, started)
+        first = Rung(self.spec.temperature, self._max_new_tokens())
+        done = climb(first, self.options.ladder_retries, lambda rung: self._step(page, choice, prompt, rung))
+        tokens = (done.tokens_in or None, done.tokens_out or None)
+        reading = done.best(self.spec.key)
+        return page_result(reading, task, engine=self.name, model=self.model, tokens=tokens, started=started)
 
     def close(self) -> None:
         """Release the model (GPU memory back); a later page would load it again."""
-        self.host.unload()
+        self.generator.unload()
+
+    def _step(self, page: PreparedPage, choice: PromptChoice, prompt: str, rung: Rung) -> Step:
+        job = PageJob(page.image, prompt, rung.max_tokens, rung.temperature, self.spec.top_p)
+        answer = self.generator.submit(job)
+        reading = read_reply(
+            self.spec, choice, answer.text, answer.finish_reason, page.plan, self.options.drop_page_headers
+        )
+        return Step(reading, rung, answer.tokens_in, answer.tokens_out, self.options.max_new_tokens)
 
     def _max_new_tokens(self) -> int:
         cap = self.options.max_new_tokens
         return min(self.spec.max_tokens, cap) if cap else self.spec.max_tokens
-
-    def _run_batch(self, jobs: list[PageJob]) -> list[RawAnswer]:
-        return self.host.run(lambda loaded: generate_pages(loaded, jobs))
-
-    def _result(self, reading: Reading, answer: RawAnswer, task: PageTask, started: float) -> PageResult:
-        tokens = (answer.tokens_in, answer.tokens_out)
-        return page_result(reading, task, engine=self.name, model=self.model, tokens=tokens, started=started)
 
 
 def model_location(spec: ModelSpec, model_dir: Path | None, cache_dir: Path | None = None) -> Path:
@@ -151,20 +152,41 @@ def model_location(spec: ModelSpec, model_dir: Path | None, cache_dir: Path | No
     return model_dir
 
 
-def load_plan(settings: Settings, registry: Registry | None = None) -> LoadPlan:
-    """Everything checkable without torch; ``EngineUnavailable`` when this host cannot run the model."""
-    missing = heavy_libraries_missing()
-    if missing:
-        raise EngineUnavailable(f"{', '.join(missing)} not installed (pip install 'ocrq[transformers]')")
-    spec = (registry or bundled_registry()).get(settings.transformers_model)
-    recipe = recipe_for(spec)
-    check_versions(spec)
-    path = model_location(spec, settings.transformers_model_dir)
+def check_snapshot(spec: ModelSpec, recipe: Recipe, path: Path) -> None:
+    """What a remote-code snapshot needs beyond complete weights: its code, in an importable folder."""
+    if not recipe.remote_code:
+        return
+    problems = code_problems(path)
+    if problems:
+        raise RemoteCodeMissing(
+            f"{spec.key} runs code from its snapshot, but {path}: {'; '.join(problems)} (fetch the whole "
+            f"repo, e.g. `huggingface-cli download {spec.hf_repo}`, not only the weights)"
+        )
     if recipe.dot_free_dir and "." in path.name:
         raise ConfigurationError(
             f"{spec.key} loads its code as a module named after the directory: rename {path} without '.'"
         )
-    return LoadPlan(spec, path, recipe, settings.transformers_device, settings.transformers_8bit)
+
+
+def load_plan(
+    settings: Settings,
+    registry: Registry | None = None,
+    model: str | None = None,
+    model_dir: Path | None = None,
+) -> LoadPlan:
+    """Everything checkable without torch; ``EngineUnavailable`` when this host cannot run the model.
+    ``model``/``model_dir`` name another registry model than the settings' (``serve-hf`` loads several)."""
+    missing = heavy_libraries_missing()
+    if missing:
+        raise EngineUnavailable(f"{', '.join(missing)} not installed (pip install 'ocrq[transformers]')")
+    spec = (registry or bundled_registry()).get(model or settings.transformers_model)
+    recipe = recipe_for(spec)
+    check_versions(spec)
+    path = model_location(spec, model_dir or (settings.transformers_model_dir if model is None else None))
+    check_snapshot(spec, recipe, path)
+    assert spec.transformers is not None  # recipe_for refused models without Transformers loading
+    bits = requested_bits(settings.hf_quantization_name(), spec.transformers.quantization)
+    return LoadPlan(spec, path, recipe, settings.transformers_device, bits, settings.hf_quantization_fallback)
 
 
 def transformers_engine(settings: Settings) -> TransformersEngine:

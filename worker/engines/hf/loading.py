@@ -13,12 +13,20 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ocrq.errors import ConfigurationError, EngineUnavailable
+from ocrq.errors import EngineUnavailable
 from ocrq.worker.engines.hf.gpu_memory import MemoryGuard, estimate_load_bytes
+from ocrq.worker.engines.hf.quantization import (
+    Fallback,
+    Quantization,
+    bitsandbytes_config,
+    bitsandbytes_installed,
+    decide,
+    loaded_bytes_per_param,
+)
 from ocrq.worker.engines.hf.recipes import Recipe
 from ocrq.worker.models.hf_cache import WEIGHT_SUFFIXES
 from ocrq.worker.models.registry import ModelSpec
@@ -37,7 +45,9 @@ class LoadPlan:
     path: Path
     recipe: Recipe
     device: str = "auto"
-    eight_bit: bool = False
+    quantization: int = 0
+    """Bits asked for (0: full precision); what is possible is decided at load."""
+    fallback: Fallback = "full"
 
 
 @dataclass(slots=True)
@@ -49,6 +59,7 @@ class LoadedModel:
     dtype: str
     attention: str
     load_seconds: float
+    quantization: Quantization = field(default_factory=lambda: Quantization(0))
 
 
 def heavy_libraries_missing() -> list[str]:
@@ -76,11 +87,11 @@ def choose_dtype(device: str) -> str:
     return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
 
 
-def choose_attention(device: str) -> str:
-    """flash_attention_2 when the package is there and we are on a GPU; sdpa everywhere else."""
+def choose_attention(device: str, fallback: str = "sdpa") -> str:
+    """flash_attention_2 when the package is there and we are on a GPU; the recipe's choice elsewhere."""
     if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
-    return "sdpa"
+    return fallback
 
 
 def memory_index(device: str) -> int:
@@ -105,39 +116,47 @@ def stored_bytes_per_param(path: Path) -> int:
     return BYTES_PER_DTYPE.get(str(name), 2)
 
 
-def need_bytes(plan: LoadPlan, dtype: str) -> int:
-    loaded = 1 if plan.eight_bit else BYTES_PER_DTYPE[dtype]
+def need_bytes(plan: LoadPlan, dtype: str, bits: int = 0) -> int:
+    """What the guard checks: the weights as they will sit on the device (quantised or not)."""
+    loaded = loaded_bytes_per_param(bits, BYTES_PER_DTYPE[dtype])
     return estimate_load_bytes(weight_bytes(plan.path), stored_bytes_per_param(plan.path), loaded)
 
 
 def load_model(plan: LoadPlan, guard: MemoryGuard) -> LoadedModel:
-    """Check memory, then load processor and model from the local directory; library errors become ours."""
+    """Decide device, precision and quantisation, check memory, then load from the local directory;
+    library errors become ours."""
     started = time.perf_counter()
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)  # before transformers is first imported: it reads them once
     device = resolve_device(plan.device)
+    on_gpu = device.startswith("cuda")
+    if plan.recipe.needs_cuda and not on_gpu:
+        raise EngineUnavailable(f"{plan.spec.key}'s own code moves its tensors to CUDA: it needs a GPU")
+    quantization = decide(plan.quantization, on_gpu, bitsandbytes_installed(), plan.fallback, plan.spec.key)
+    if quantization.note:
+        log.warning(quantization.note)
     dtype = choose_dtype(device)
-    guard.ensure_room(need_bytes(plan, dtype), memory_index(device), plan.spec.key)
-    attention = choose_attention(device)
+    guard.ensure_room(need_bytes(plan, dtype, quantization.bits), memory_index(device), plan.spec.key)
+    attention = choose_attention(device, plan.recipe.attention)
     try:
-        model, processor = _load(plan, device, dtype, attention)
+        model, processor = _load(plan, device, dtype, attention, quantization.bits)
     except (OSError, ValueError, ImportError, RuntimeError, KeyError, AttributeError, TypeError) as error:
         raise EngineUnavailable(f"cannot load {plan.spec.key} from {plan.path}: {error}") from error
     seconds = time.perf_counter() - started
     log.info("loaded %s on %s (%s, %s) in %.1f s", plan.spec.key, device, dtype, attention, seconds)
-    return LoadedModel(model, processor, plan.recipe, device, dtype, attention, seconds)
+    return LoadedModel(model, processor, plan.recipe, device, dtype, attention, seconds, quantization)
 
 
-def _load(plan: LoadPlan, device: str, dtype: str, attention: str) -> tuple[Any, Any]:
+def _load(plan: LoadPlan, device: str, dtype: str, attention: str, bits: int) -> tuple[Any, Any]:
     options = plan.spec.transformers
     assert options is not None  # the factory refused models without a [transformers] table
-    model = _load_weights(plan, options.auto_class, options.trust_remote_code, device, dtype, attention)
+    model = _load_weights(plan, options.auto_class, options.trust_remote_code, device, dtype, attention, bits)
     plan.recipe.before_processor()
-    return model, _load_processor(plan, options.trust_remote_code)
+    return model, _load_companion(plan, options.trust_remote_code)
 
 
 def _load_weights(
-    plan: LoadPlan, auto_class: str, remote: bool, device: str, dtype: str, attention: str
+    plan: LoadPlan, auto_class: str, remote: bool, device: str, dtype: str, attention: str, bits: int
 ) -> Any:
     """The registry's class, from the local directory only, with the recipe's config fixes applied."""
     import torch
@@ -149,44 +168,50 @@ def _load_weights(
     plan.recipe.patch_config(config, attention)
     kwargs: dict[str, Any] = {
         "config": config,
-        "dtype": getattr(torch, dtype),
+        dtype_keyword(transformers.__version__): getattr(torch, dtype),
         "attn_implementation": attention,
         "trust_remote_code": remote,
         "local_files_only": True,
     }
     model_class = getattr(transformers, auto_class)
-    return model_class.from_pretrained(plan.path, **kwargs | _placement(device, plan.eight_bit)).eval()
+    return model_class.from_pretrained(plan.path, **kwargs | _placement(device, bits, dtype)).eval()
 
 
-def _load_processor(plan: LoadPlan, remote: bool) -> Any:
+def dtype_keyword(version: str) -> str:
+    """``dtype`` since transformers 4.56; the pinned older versions remote code needs say ``torch_dtype``."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def _load_companion(plan: LoadPlan, remote: bool) -> Any:
+    """The processor, tokenizer or nothing the recipe needs beside the weights."""
     import transformers
 
-    processor = transformers.AutoProcessor.from_pretrained(
-        plan.path, trust_remote_code=remote, local_files_only=True, **plan.recipe.processor_kwargs
+    companion = plan.recipe.companion
+    if companion == "none":
+        return None
+    loader = transformers.AutoProcessor if companion == "processor" else transformers.AutoTokenizer
+    limits = plan.spec.processor_kwargs() if companion == "processor" else {}
+    processor = loader.from_pretrained(
+        plan.path, trust_remote_code=remote, local_files_only=True, **limits | plan.recipe.processor_kwargs
     )
     _pad_left(processor)
     return processor
 
 
-def _placement(device: str, eight_bit: bool) -> dict[str, Any]:
-    """Weights straight onto the GPU (accelerate's device_map), optionally 8-bit through bitsandbytes."""
+def _placement(device: str, bits: int, dtype: str) -> dict[str, Any]:
+    """Weights straight onto the GPU (accelerate's device_map), quantised when decided so."""
     if not device.startswith("cuda"):
-        if eight_bit:
-            raise ConfigurationError("8-bit loading (OCRQ_TRANSFORMERS_8BIT) needs a CUDA device")
         return {}
     placement: dict[str, Any] = {"device_map": {"": device}}
-    if eight_bit:
-        if importlib.util.find_spec("bitsandbytes") is None:
-            raise EngineUnavailable("OCRQ_TRANSFORMERS_8BIT needs bitsandbytes (pip install bitsandbytes)")
-        from transformers import BitsAndBytesConfig
-
-        placement["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    if bits:
+        placement["quantization_config"] = bitsandbytes_config(bits, dtype)
     return placement
 
 
 def _pad_left(processor: Any) -> None:
     """Batched generation of a decoder-only model needs the padding on the left."""
-    tokenizer = getattr(processor, "tokenizer", None)
+    tokenizer = getattr(processor, "tokenizer", processor)
     if tokenizer is not None:
         tokenizer.padding_side = "left"
 

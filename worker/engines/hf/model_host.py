@@ -57,6 +57,11 @@ class ModelHost(Generic[M]):
     def loaded(self) -> bool:
         return self._model is not None and self._pid == os.getpid()
 
+    @property
+    def resident(self) -> M | None:
+        """The loaded model (for reports), or None; never loads."""
+        return self._model if self.loaded else None
+
     def run(self, work: Callable[[M], R]) -> R:
         """Run ``work`` with the model, loading it first if needed; the idle clock restarts after."""
         if not self.loaded:
@@ -154,6 +159,13 @@ class MicroBatcher(Generic[T, R]):
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _pending: list[_Slot[T, R]] = field(default_factory=list)
     _leading: bool = False
+    running: int = 0
+    """Items in the batch being run now (``serve-hf`` reports it as vLLM's num_requests_running)."""
+
+    @property
+    def waiting(self) -> int:
+        """Items submitted and not yet in a running batch (vLLM's num_requests_waiting)."""
+        return len(self._pending)
 
     def submit(self, item: T) -> R:
         """The item's result (or its exception), whichever thread ended up running it."""
@@ -196,11 +208,14 @@ class MicroBatcher(Generic[T, R]):
         return batch
 
     def _fulfil(self, batch: list[_Slot[T, R]]) -> None:
+        self.running = len(batch)
         try:
             results = self.run_batch([slot.item for slot in batch])
         except BaseException as error:  # every waiter gets the batch's failure, nobody hangs
             for slot in batch:
                 slot.error, slot.done = error, True
             return
+        finally:
+            self.running = 0
         for slot, result in zip(batch, results, strict=True):
             slot.result, slot.done = result, True

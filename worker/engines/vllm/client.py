@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from ocrq.errors import (
     ConfigurationError,
@@ -70,11 +71,16 @@ class ClientConfig:
         return mask_url(self.base_url)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ClientConfig:
-        url = settings.vllm_server_url()
+    def from_settings(
+        cls, settings: Settings, url: str | None = None, api_key: SecretStr | None = None
+    ) -> ClientConfig:
+        """The vLLM server of ``settings``; ``url``/``api_key`` name another server spoken to the same
+        way (a ``serve-hf`` for the transformers engine), with the same timeouts and retries."""
+        url = url or settings.vllm_server_url()
         if not url:
             raise EngineUnavailable("no vLLM server for this model (OCRQ_VLLM_URL / OCRQ_VLLM_MODEL_URLS)")
-        key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
+        secret = api_key or settings.vllm_api_key
+        key = secret.get_secret_value() if secret else None
         return cls(
             url.rstrip("/"),
             key,

@@ -20,33 +20,25 @@ from dataclasses import dataclass, field, replace
 import httpx
 from PIL import Image
 
-from ocrq.errors import (
-    ConfigurationError,
-    ContextTooLong,
-    DegenerateOutput,
-    EngineUnavailable,
-    ModelNotServed,
-)
+from ocrq.errors import ConfigurationError, ContextTooLong, EngineUnavailable, ModelNotServed
 from ocrq.schemas import PageResult, PageTask
 from ocrq.settings import Settings
+from ocrq.worker.engines.ladder import Rung, Step, climb
 from ocrq.worker.engines.vllm.client import ClientConfig, Completion, ContextOverflow, VllmClient
 from ocrq.worker.engines.vllm.request import (
     PreparedImage,
     PromptChoice,
-    Rung,
     build_payload,
     choose_prompt,
     prepare_image,
     prompt_text,
-    reads_layout,
+    read_reply,
 )
 from ocrq.worker.models.registry import ModelSpec, Registry, bundled_registry
-from ocrq.worker.ocr_output.reading import Reading, page_result, read_layout, read_text
+from ocrq.worker.ocr_output.reading import Reading, page_result
 
 log = logging.getLogger(__name__)
 
-TEMPERATURE_STEP = 0.3
-MAX_TEMPERATURE = 1.0
 MIN_OUTPUT_TOKENS = 64
 """Below this, a page cannot say much: shrinking the image beats shrinking the answer."""
 BLIND_DOWNSCALE = 0.5
@@ -72,45 +64,15 @@ class EngineOptions:
 
 
 @dataclass(slots=True)
-class _Tally:
-    """What a page cost across every request made for it (retries included)."""
-
-    tokens_in: int = 0
-    tokens_out: int = 0
-    readings: list[Reading] = field(default_factory=list)
-
-    def add(self, completion: Completion) -> None:
-        self.tokens_in += completion.prompt_tokens or 0
-        self.tokens_out += completion.completion_tokens or 0
-
-
-@dataclass(slots=True)
 class _Page:
     """One page's request inputs, kept across the ladder's rungs."""
 
     image: Image.Image
     task: PageTask
     choice: PromptChoice
+    budget: int
+    """Pixel budget; shrinks when the page overflows the context."""
     prepared_at: dict[int, PreparedImage] = field(default_factory=dict)
-
-
-def next_rung(rung: Rung, reading: Reading, room: int | None) -> Rung:
-    """More output tokens for an honest truncation (content so far, no loop) with room left;
-    otherwise a hotter sample, to leave a loop or an answer that went wrong from the start."""
-    if reading.truncated and not reading.looped and reading.usable:
-        bigger = rung.max_tokens * 2 if room is None else min(rung.max_tokens * 2, room)
-        if bigger > rung.max_tokens:
-            return replace(rung, max_tokens=bigger)
-    hotter = min(MAX_TEMPERATURE, max(rung.temperature, 0.0) + TEMPERATURE_STEP)
-    return replace(rung, temperature=hotter)
-
-
-def best_reading(readings: list[Reading]) -> Reading | None:
-    """Prefer loop-free, then complete, then the most content; None when nothing is usable."""
-    usable = [reading for reading in readings if reading.usable]
-    if not usable:
-        return None
-    return max(usable, key=lambda r: (not r.looped, not r.truncated, len(r.cells), len(r.text)))
 
 
 def shrink_for(
@@ -136,6 +98,7 @@ class VllmEngine:
     """:class:`~ocrq.worker.engines.base.Engine` for one model on one vLLM server; thread-safe."""
 
     name = "vllm"
+    model_hint = "set OCRQ_VLLM_SERVED_MODEL_NAME (or OCRQ_VLLM_MODEL) to match"
 
     def __init__(
         self,
@@ -179,7 +142,7 @@ class VllmEngine:
             self.client.close()
             raise ModelNotServed(
                 f"vLLM at {self.client.config.shown_url} serves {', '.join(served)}, not {self.model!r}; "
-                "set OCRQ_VLLM_SERVED_MODEL_NAME (or OCRQ_VLLM_MODEL) to match"
+                + self.model_hint
             )
         if served.get(self.model):
             self._max_model_len = served[self.model]
@@ -189,37 +152,39 @@ class VllmEngine:
         return self.client.health()
 
     def recognize(self, image: Image.Image, task: PageTask) -> PageResult:
-        started, tally = time.perf_counter(), _Tally()
-        page = _Page(image, task, choose_prompt(self.spec, task))
-        rung, budget = Rung(self.spec.temperature, self.spec.max_tokens), self.spec.max_pixels
-        for _ in range(self.options.ladder_retries + 1):
-            completion, prepared, rung, budget = self._fitting_request(page, rung, budget)
-            tally.add(completion)
-            reading = self._read(completion, page.choice, prepared)
-            tally.readings.append(reading)
-            if reading.clean:
-                break
-            log.info(
-                "vLLM page not clean (looped=%s truncated=%s), next rung", reading.looped, reading.truncated
-            )
-            rung = next_rung(rung, reading, self._room(completion))
-        return self._result(tally, task, started)
+        started = time.perf_counter()
+        page = _Page(image, task, choose_prompt(self.spec, task), self.spec.max_pixels)
+        first = Rung(self.spec.temperature, self.spec.max_tokens)
+        done = climb(first, self.options.ladder_retries, lambda rung: self._step(page, rung))
+        tokens = (done.tokens_in, done.tokens_out)
+        return page_result(
+            done.best(self.model), task, engine=self.name, model=self.model, tokens=tokens, started=started
+        )
 
     def close(self) -> None:
         self.client.close()
 
-    def _fitting_request(
-        self, page: _Page, rung: Rung, budget: int
-    ) -> tuple[Completion, PreparedImage, Rung, int]:
-        """Send the page, shrinking it (or its max_tokens) while vLLM says it exceeds the context."""
+    def _step(self, page: _Page, rung: Rung) -> Step:
+        """One rung: a request that fits the context, read the way the model writes."""
+        completion, prepared, rung = self._fitting_request(page, rung)
+        reading = self._read(completion, page.choice, prepared)
+        return Step(
+            reading, rung, completion.prompt_tokens, completion.completion_tokens, self._room(completion)
+        )
+
+    def _fitting_request(self, page: _Page, rung: Rung) -> tuple[Completion, PreparedImage, Rung]:
+        """Send the page, shrinking it (or its max_tokens) while vLLM says it exceeds the context;
+        the smaller pixel budget is kept for the page's later rungs."""
         for _ in range(self.options.downscale_retries + 1):
-            prepared = self._prepared(page, budget)
+            prepared = self._prepared(page, page.budget)
             try:
-                return self._send(page, prepared, rung), prepared, rung, budget
+                return self._send(page, prepared, rung), prepared, rung
             except ContextOverflow as overflow:
                 last = overflow
-                budget, rung = shrink_for(overflow, prepared, rung, self.spec.min_pixels)
-                log.info("page over the context; retrying at %d px, max_tokens %d", budget, rung.max_tokens)
+                page.budget, rung = shrink_for(overflow, prepared, rung, self.spec.min_pixels)
+                log.info(
+                    "page over the context; retrying at %d px, max_tokens %d", page.budget, rung.max_tokens
+                )
         raise ContextTooLong(
             f"page still exceeds the context after {self.options.downscale_retries} downscales: "
             + last.message
@@ -236,27 +201,19 @@ class VllmEngine:
         return self.client.chat(build_payload(self.model, self.spec, text, prepared.data_url, rung))
 
     def _read(self, completion: Completion, choice: PromptChoice, prepared: PreparedImage) -> Reading:
-        if reads_layout(self.spec, choice):
-            return read_layout(
-                completion.content, completion.finish_reason, prepared.plan, self.options.drop_page_headers
-            )
-        return read_text(completion.content, completion.finish_reason)
+        return read_reply(
+            self.spec,
+            choice,
+            completion.content,
+            completion.finish_reason,
+            prepared.plan,
+            self.options.drop_page_headers,
+        )
 
     def _room(self, completion: Completion) -> int | None:
         if self._max_model_len is None or completion.prompt_tokens is None:
             return None
         return self._max_model_len - completion.prompt_tokens
-
-    def _result(self, tally: _Tally, task: PageTask, started: float) -> PageResult:
-        reading = best_reading(tally.readings)
-        if reading is None:
-            raise DegenerateOutput(
-                f"{self.model} gave no usable answer in {len(tally.readings)} generations "
-                f"(looped={any(r.looped for r in tally.readings)}, "
-                f"truncated={any(r.truncated for r in tally.readings)})"
-            )
-        tokens = (tally.tokens_in, tally.tokens_out)
-        return page_result(reading, task, engine=self.name, model=self.model, tokens=tokens, started=started)
 
 
 def vllm_engine(settings: Settings) -> VllmEngine:

@@ -18,21 +18,15 @@ from PIL import Image, ImageChops
 
 from ocrq.errors import InputError, PageRenderError
 from ocrq.schemas import PageTask, PromptMode
+from ocrq.worker.engines.ladder import Rung
 from ocrq.worker.models.registry import ModelSpec
+from ocrq.worker.ocr_output.reading import Reading, read_grounding, read_layout, read_text
 from ocrq.worker.ocr_output.resize import Box, ResizePlan, plan_resize
 
 PNG_COMPRESS_LEVEL = 1
 """zlib level 1: on a rendered A4 page within a few % of level 6's size at a fraction of the time."""
 JPEG_QUALITY = 90
 LAYOUT_MODES = frozenset({PromptMode.LAYOUT_ALL, PromptMode.LAYOUT_ONLY})
-
-
-@dataclass(frozen=True, slots=True)
-class Rung:
-    """Sampling for one generation; the retry ladder climbs these."""
-
-    temperature: float
-    max_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +60,21 @@ def choose_prompt(spec: ModelSpec, task: PageTask) -> PromptChoice:
     return PromptChoice(PromptMode.TEXT_ONLY, text_prompt, crop)
 
 
-def reads_layout(spec: ModelSpec, choice: PromptChoice) -> bool:
-    """Whether the answer is dots.ocr layout JSON (else free text)."""
-    return spec.output_format == "dots_layout" and choice.mode in LAYOUT_MODES
+def read_reply(
+    spec: ModelSpec,
+    choice: PromptChoice,
+    raw: str,
+    finish_reason: str | None,
+    plan: ResizePlan,
+    drop_page_furniture: bool = False,
+) -> Reading:
+    """The one reading of a model's answer for every engine: dots.ocr layout JSON, DeepSeek-OCR's
+    grounded Markdown, or free text; boxes come back in page pixels through ``plan``."""
+    if spec.output_format == "dots_layout" and choice.mode in LAYOUT_MODES:
+        return read_layout(raw, finish_reason, plan, drop_page_furniture)
+    if spec.output_format == "deepseek_grounding":
+        return read_grounding(raw, finish_reason, plan, drop_page_furniture)
+    return read_text(raw, finish_reason)
 
 
 def prepare_image(
