@@ -21,6 +21,7 @@ from ocrq.worker.documents.ingest import ingest_document
 from ocrq.worker.pipeline import PageOutcome, PagePipeline, pipeline_for
 from ocrq.worker.queue.celery_app import TASK_INBOX, TASK_INGEST, TASK_PAGE, TASK_RECONCILE
 from ocrq.worker.queue.dispatch import Dispatcher
+from ocrq.worker.queue.leases import LeaseHeartbeat
 
 JOBS_REMEMBERED = 256
 
@@ -48,7 +49,10 @@ class WorkerContext:
 
     @cached_property
     def store(self) -> JobStore:
-        return JobStore(self.sessions, lease_seconds=self.settings.page_time_limit)
+        """One store per process, its page leases renewed by a heartbeat thread for the process's life."""
+        store = job_store(self.sessions, self.settings)
+        LeaseHeartbeat(store, self.settings.page_lease_seconds).start()
+        return store
 
     def pipeline_for_job(self, job_id: int) -> PagePipeline:
         """One pipeline per distinct job settings (engines, DPI, model, prompt), built on first use.
@@ -81,6 +85,12 @@ class WorkerContext:
             return self._jobs.setdefault(job_id, self.settings.for_job(recorded))
 
 
+def job_store(sessions: sessionmaker[Session], settings: Settings) -> JobStore:
+    return JobStore(
+        sessions, lease_seconds=settings.page_lease_seconds, stuck_seconds=settings.page_time_limit
+    )
+
+
 _context_lock = threading.Lock()
 _context: WorkerContext | None = None
 
@@ -109,7 +119,11 @@ def ocr_page_task(self: Task, page_id: int, job_id: int | None = None) -> str | 
     ctx = context()
     retries_left = self.request.retries < ctx.settings.page_retries
     pipeline = ctx.pipeline_for_job(job_id or ctx.job_of_page(page_id))
-    outcome: PageOutcome = pipeline.process(page_id, allow_retry=retries_left)
+    try:
+        outcome: PageOutcome = pipeline.process(page_id, allow_retry=retries_left)
+    except BaseException:  # e.g. the database went away: stop renewing, the lease runs out
+        ctx.store.forget(page_id)
+        raise
     if outcome.retry:
         raise self.retry(countdown=ctx.settings.page_retry_backoff_seconds * 2**self.request.retries)
     return outcome.status
