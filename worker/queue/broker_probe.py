@@ -27,14 +27,21 @@ class RedisBrokerProbe:
     def pending(self, queue: str, task: str) -> int:
         return self.waiting(queue, task) + self.unacked(queue, task)
 
-    def waiting(self, queue: str, task: str) -> int:
-        """kombu keeps a queue as a list, plus one list per priority level; read in chunks."""
+    def waiting(self, queue: str, task: str | None = None) -> int:
+        """kombu keeps a queue as a list, plus one list per priority level.
+
+        With ``task``, only that task's messages count (read in chunks); without, every message (LLEN).
+        """
         keys = [queue, *self.client.scan_iter(match=f"{queue}{PRIORITY_SEPARATOR}*")]
+        if task is None:
+            return sum(self.client.llen(key) for key in keys)
+        return sum(self._waiting_in(key, task) for key in keys)
+
+    def _waiting_in(self, key: str | bytes, task: str) -> int:
         found = 0
-        for key in keys:
-            for start in range(0, self.client.llen(key), WAITING_CHUNK):
-                chunk = self.client.lrange(key, start, start + WAITING_CHUNK - 1)
-                found += sum(_task_name(raw) == task for raw in chunk)
+        for start in range(0, self.client.llen(key), WAITING_CHUNK):
+            chunk = self.client.lrange(key, start, start + WAITING_CHUNK - 1)
+            found += sum(_task_name(raw) == task for raw in chunk)
         return found
 
     def unacked(self, queue: str, task: str) -> int:
