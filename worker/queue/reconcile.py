@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class BrokerProbe(Protocol):
-    def pending(self, queue: str, task: str) -> int: ...
+    def held_ids(self, queue: str, task: str, delivered_within: float) -> set[int]: ...
 
 
 def run_reconcile(
@@ -100,7 +100,7 @@ class Reconciler:
         return lost
 
     def lost_documents(self) -> list[int]:
-        """Documents never ingested while the CPU queue holds fewer messages than they number."""
+        """Documents never ingested whose ingest message the CPU queue no longer holds."""
         with self.sessions() as session:
             waiting = list(
                 session.scalars(
@@ -116,8 +116,8 @@ class Reconciler:
                     .order_by(Document.id)
                 )
             )
-        missing = len(waiting) - self.probe.pending(self.settings.cpu_queue, TASK_INGEST)
-        return waiting[:missing] if missing > 0 else []
+        held = self.probe.held_ids(self.settings.cpu_queue, TASK_INGEST, self.settings.reconcile_grace)
+        return [document_id for document_id in waiting if document_id not in held]
 
     def _lost_in_queue(self, queue: str) -> list[int]:
         with self.sessions() as session:
@@ -132,8 +132,8 @@ class Reconciler:
                     .order_by(Page.enqueued_at, Page.id)
                 )
             )
-        missing = len(waiting) - self.probe.pending(queue, TASK_PAGE)
-        return waiting[:missing] if missing > 0 else []
+        held = self.probe.held_ids(queue, TASK_PAGE, self.settings.reconcile_grace)
+        return [page_id for page_id in waiting if page_id not in held]
 
     def _active_queues(self) -> list[str]:
         with self.sessions() as session:
