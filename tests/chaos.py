@@ -195,7 +195,7 @@ class Chaos:
             base = t0 + cycle * self.plan.cycle_s
             steps = [
                 (4, lambda: self._kill_worker(sessions)),
-                (9, lambda: out.append(dispatcher.submit(walk_sources([poison])))) if cycle == 0 else None,
+                (9, lambda: out.append(self._submit_poison(dispatcher, poison))) if cycle == 0 else None,
                 (14, lambda: self._restart_redis(sessions)),
                 (24, lambda: self._cut_database(sessions)),
                 (36, lambda: self._kill_worker(sessions)),
@@ -204,6 +204,11 @@ class Chaos:
             for offset, action in filter(None, steps):
                 _sleep_until(base + offset + self.random.uniform(0, 3))
                 action()
+
+    def _submit_poison(self, dispatcher: Dispatcher, poison: Path) -> int:
+        """At top priority, so the poison page meets a working engine, not the backlog's end."""
+        self.log(f"{time.strftime('%H:%M:%S')} fault: poison page submitted")
+        return dispatcher.submit(walk_sources([poison]), priority=9)
 
     def _start_worker(self, number: int) -> object:
         name = f"w{number}-{len(self.faults)}"

@@ -17,6 +17,7 @@ import socket
 import struct
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,6 +36,7 @@ class ChaosEngine:
     served: int = 0
     poisoned: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    connections: set[socket.socket] = field(default_factory=set)
     _server: ThreadingHTTPServer | None = None
 
     def __post_init__(self) -> None:
@@ -54,10 +56,16 @@ class ChaosEngine:
         return self
 
     def stop(self) -> None:
+        """Down as a dead server is: the port refuses, and kept-alive connections are cut too."""
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
             server.server_close()
+        with self.lock:
+            connections, self.connections = self.connections, set()
+        for connection in connections:
+            with suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def answer(self, request: dict) -> bool:
         """Serve one page in a slot; False for the poison page (the caller resets the connection)."""
@@ -102,6 +110,21 @@ def _handler(engine: ChaosEngine) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *_args: object) -> None:
             pass
 
+        def setup(self) -> None:
+            super().setup()
+            with engine.lock:
+                engine.connections.add(self.connection)
+
+        def handle(self) -> None:
+            with suppress(OSError):  # a client cut by stop() or by the poison reset
+                super().handle()
+
+        def finish(self) -> None:
+            with engine.lock:
+                engine.connections.discard(self.connection)
+            with suppress(OSError):
+                super().finish()
+
         def do_GET(self) -> None:
             if self.path == "/v1/models":
                 card = {"id": SERVED_NAME, "object": "model", "max_model_len": 16384}
@@ -125,7 +148,7 @@ def _handler(engine: ChaosEngine) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+            except OSError:  # cut by stop(), or the client gave up
+                self.close_connection = True
 
     return Handler

@@ -62,7 +62,8 @@ class Reconciler:
     def run(self) -> dict[str, int]:
         closed = self.close_finished_jobs()
         stale, lost, documents = self.stale_pages(), self.lost_pages(), self.lost_documents()
-        self.dispatcher.enqueue_pages(stale + lost)
+        self.dispatcher.enqueue_pages(stale, urgent=True)
+        self.dispatcher.enqueue_pages(lost)
         self.dispatcher.enqueue_ingest(documents)
         report = {"stale_pages": len(stale), "lost_pages": len(lost), "lost_documents": len(documents)}
         report["closed_jobs"] = closed
