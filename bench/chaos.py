@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -57,6 +59,8 @@ def main() -> None:
     parser.add_argument("--engine-seconds", type=float, default=0.4)
     parser.add_argument("--deadline", type=float, default=1800.0)
     plan = plan_from(parser.parse_args())
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the run's finally stops its processes
     url = _create_postgres_database()
     try:
         with tempfile.TemporaryDirectory(prefix="ocrq-chaos-") as workdir:

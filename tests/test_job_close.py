@@ -145,3 +145,28 @@ def test_pages_of_a_job_that_failed_as_a_whole_leave_the_backlog(sessions: sessi
         assert session.get_one(Job, failed_job).status == JobStatus.FAILED
     store.cancel_job(live_job)
     assert backlog(sessions) == 0
+
+
+def test_pages_created_but_never_sent_are_found_lost(
+    postgres_sessions: sessionmaker[Session], redis_url: str
+) -> None:
+    """A worker killed between creating a document's pages and sending them left them unsent for good."""
+    from ocrq.settings import build_settings
+    from ocrq.worker.queue.broker_probe import RedisBrokerProbe
+    from ocrq.worker.queue.reconcile import Reconciler
+
+    job_id, [[never_sent, sent]] = _job_with_pages(postgres_sessions, [2])
+    long_ago = utcnow() - timedelta(seconds=600)
+    with postgres_sessions.begin() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(queue="gpu"))
+        session.execute(
+            update(Page).where(Page.id == never_sent).values(queued_at=long_ago, enqueued_at=None)
+        )
+        session.execute(update(Page).where(Page.id == sent).values(queued_at=long_ago, enqueued_at=utcnow()))
+    settings = build_settings(database_url="sqlite://", broker_url=redis_url, reconcile_grace=120)
+    probe = RedisBrokerProbe(redis_url, settings.visibility_timeout)
+    try:
+        reconciler = Reconciler(postgres_sessions, settings, probe, dispatcher=None)  # type: ignore[arg-type]
+        assert reconciler.lost_pages() == [never_sent]  # the other was sent just now: within the grace
+    finally:
+        probe.close()

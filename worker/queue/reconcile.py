@@ -15,7 +15,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Job, Page, utcnow
@@ -128,7 +128,7 @@ class Reconciler:
                     .where(
                         Page.status == PageStatus.QUEUED,
                         Job.queue == queue,
-                        Page.enqueued_at < self._grace_cutoff(),
+                        _sent_before(self._grace_cutoff()),
                     )
                     .order_by(Page.enqueued_at, Page.id)
                 )
@@ -146,6 +146,11 @@ class Reconciler:
 
     def _grace_cutoff(self) -> datetime:
         return utcnow() - timedelta(seconds=self.settings.reconcile_grace)
+
+
+def _sent_before(cutoff: datetime) -> ColumnElement[bool]:
+    """Sent before the cutoff, or created before it and never marked sent (a crash between the two)."""
+    return or_(Page.enqueued_at < cutoff, and_(Page.enqueued_at.is_(None), Page.queued_at < cutoff))
 
 
 def _open_pages() -> Select[tuple[int]]:
