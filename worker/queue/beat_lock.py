@@ -56,7 +56,8 @@ class BeatLock:
             self.lock.release()
 
     def holder(self) -> str:
-        return (self.client.get(LOCK_KEY) or b"?").decode()
+        holder = self.client.get(LOCK_KEY) or b"?"
+        return holder.decode() if isinstance(holder, bytes) else str(holder)
 
     def _refresh(self) -> None:
         while not self._stop.wait(self.every):

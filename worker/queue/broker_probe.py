@@ -56,7 +56,7 @@ class RedisBrokerProbe:
 
     def _unacked_ids(self, queue: str, task: str, delivered_within: float) -> set[int]:
         since = time.time() - min(delivered_within, self.visibility_timeout)
-        fresh = self.client.zrangebyscore(UNACKED_INDEX, since, "+inf")
+        fresh: list[bytes] = self.client.zrangebyscore(UNACKED_INDEX, since, "+inf")  # type: ignore[assignment]
         found: set[int] = set()
         for raw in self.client.hmget(UNACKED_HASH, fresh) if fresh else []:
             entry = _loads(raw)
@@ -65,7 +65,7 @@ class RedisBrokerProbe:
         return found
 
 
-def _loads(raw: bytes | None) -> object:
+def _loads(raw: bytes | str | None) -> object:
     try:
         return json.loads(raw) if raw is not None else None
     except (ValueError, TypeError):

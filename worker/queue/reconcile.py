@@ -153,7 +153,7 @@ def _sent_before(cutoff: datetime) -> ColumnElement[bool]:
     return or_(Page.enqueued_at < cutoff, and_(Page.enqueued_at.is_(None), Page.queued_at < cutoff))
 
 
-def _open_pages() -> Select[tuple[int]]:
+def _open_pages() -> Select[int]:
     """Page ids of jobs still open and not cancelled."""
     return (
         select(Page.id)

@@ -140,7 +140,8 @@ def ocr_page_task(self: Task, page_id: int, job_id: int | None = None) -> str | 
             break
         except DATABASE_AWAY as error:
             if time.monotonic() > deadline:
-                return _later(self, page_id, job_id, error)
+                _later(self, page_id, job_id, error)
+                return None
             time.sleep(DB_AWAY_PAUSE_S)
     if outcome.retry:
         raise self.retry(countdown=ctx.settings.page_retry_backoff_seconds * 2**self.request.retries)
