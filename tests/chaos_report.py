@@ -63,9 +63,18 @@ class ChaosReport:
             f"stored twice {len(self.counter_mismatches)}, duplicate OCR work {len(self.duplicate_work)}",
             f"pages by engine {dict(self.by_engine())}; degraded (not vllm) {len(self.degraded())}",
         ]
+        return out + self.recovery_lines()
+
+    def recovery_lines(self) -> list[str]:
+        """Per fault kind and measure: the worst and the median over the run's faults of that kind."""
+        grouped: dict[tuple[str, str], list[float | None]] = {}
         for kind, what, seconds in self.recovery:
-            shown = "never" if seconds is None else f"{seconds:.1f} s"
-            out.append(f"recover {kind}: {what}: {shown}")
+            grouped.setdefault((kind, what), []).append(seconds)
+        out = []
+        for (kind, what), values in grouped.items():
+            seen = sorted(v for v in values if v is not None)
+            figures = f"worst {seen[-1]:.1f} s, median {seen[len(seen) // 2]:.1f} s" if seen else "-"
+            out.append(f"recover {kind} x{len(values)}: {what}: {figures} ({len(values) - len(seen)} n/a)")
         return out
 
 
@@ -131,7 +140,7 @@ def _recovery(fault: Fault, pages: list[PageRow]) -> list[tuple[str, str, float 
     ends = [page.finished_at for page in pages if page.id in in_hand]
     last = None if not ends or None in ends else max(e for e in ends if e is not None)
     measured = [
-        (fault.kind, f"the {len(ends)} pages in hand at the fault all stored", _since(fault.started, last)),
+        (fault.kind, "pages in hand at the fault all stored", _since(fault.started, last)),
         (fault.kind, "first page stored after the repair", _first_after(fault.repaired, pages)),
     ]
     if fault.kind == "engine_down":
