@@ -126,6 +126,13 @@ class BrokerUnavailable(OcrqError):
     retryable = True
 
 
+class DatabaseUnavailable(OcrqError):
+    """The database cannot be reached (down, cut, wrong address); nothing was changed by this call."""
+
+    code = "database_unavailable"
+    retryable = True
+
+
 def _subclasses(cls: type[OcrqError]) -> list[type[OcrqError]]:
     found = [cls]
     for sub in cls.__subclasses__():

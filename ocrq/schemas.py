@@ -18,6 +18,8 @@ class JobStatus(StrEnum):
     PARTIAL = "partial"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    """An embedded run stopped by the user (Ctrl-C); running the same command again resumes it."""
 
 
 class DocumentStatus(StrEnum):

@@ -80,7 +80,11 @@ class Settings(BaseSettings):
     """Page tasks go here; give each GPU host its own name to pin jobs to it."""
     cpu_queue: str = "cpu"
     page_time_limit: int = Field(900, ge=2)
-    """Hard limit for one page task; a page claimed longer ago than this is taken over."""
+    """Hard limit for one page task; a page claimed longer ago than this is taken over even while its
+    worker lives (an engine truly stuck on it)."""
+    page_lease_seconds: int = Field(30, ge=2)
+    """A claimed page's lease; its live worker renews it every third of this. A killed worker's pages
+    are free again (and re-sent by the reconciler) this long after its last heartbeat."""
     visibility_timeout: int = Field(3600, ge=5)
     """Redis redelivers unacknowledged tasks after this; must exceed the page time limit."""
     reconcile_interval: int = Field(60, ge=5)

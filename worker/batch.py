@@ -16,7 +16,7 @@ from ocrq.db.session import make_engine, make_session_factory
 from ocrq.settings import Settings
 from ocrq.worker.documents.ingest import create_job
 from ocrq.worker.documents.sources import SourceFile, walk_sources
-from ocrq.worker.embedded import EmbeddedRunner, ProgressCallback
+from ocrq.worker.embedded import EmbeddedRunner, Progress, ProgressCallback, job_progress
 from ocrq.worker.engines.chain import EngineChain
 from ocrq.worker.engines.selection import build_chain
 from ocrq.worker.results.files import write_job_outputs
@@ -58,10 +58,21 @@ def run_embedded_sources(
     try:
         job_id = create_job(sessions, sources, settings, origin=origin, reuse=not request.force)
         runner = EmbeddedRunner(sessions, settings, chain_factory=chain_factory)
-        runner.run(job_id, on_progress)
+        try:
+            runner.run(job_id, on_progress)
+        except KeyboardInterrupt as interrupt:
+            raise BatchInterrupted(job_id, job_progress(sessions, job_id)) from interrupt
         return write_job_outputs(sessions, job_id, request.out_dir, settings)
     finally:
         engine.dispose()
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped an embedded batch; its job is closed as ``interrupted`` and can be resumed."""
+
+    def __init__(self, job_id: int, progress: Progress) -> None:
+        super().__init__(job_id)
+        self.job_id, self.progress = job_id, progress
 
 
 def own_files(settings: Settings, out_dir: Path) -> list[Path]:

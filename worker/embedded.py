@@ -6,6 +6,7 @@ rendered pages exist at once whatever the document length.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Page
+from ocrq.errors import OcrqError
 from ocrq.jobs.store import JobStore
 from ocrq.schemas import PageStatus
 from ocrq.settings import Settings
@@ -22,6 +24,9 @@ from ocrq.worker.documents.ingest import ingest_document
 from ocrq.worker.engines.chain import EngineChain
 from ocrq.worker.engines.selection import build_chain
 from ocrq.worker.pipeline import PageOutcome, PagePipeline, pipeline_for
+from ocrq.worker.queue.leases import LeaseHeartbeat
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -49,19 +54,44 @@ class EmbeddedRunner:
         chain_factory: Callable[[Settings], EngineChain] = build_chain,
     ) -> None:
         self.sessions, self.settings = sessions, settings
-        self.store = JobStore(sessions)
+        self.store = JobStore(
+            sessions, lease_seconds=settings.page_lease_seconds, stuck_seconds=settings.page_time_limit
+        )
         self.chain_factory = chain_factory
 
     def run(self, job_id: int, on_progress: ProgressCallback = lambda _p: None) -> None:
-        """Ingest every document, then OCR every page still to do; returns when the job is finished."""
+        """Ingest every document, then OCR every page still to do; returns when the job is finished.
+
+        However it ends, the job does not stay ``running``: Ctrl-C closes it as
+        ``interrupted`` (and re-raises), any other failure fails its open
+        documents with the reason (and re-raises).
+        """
+        try:
+            self._run(job_id, on_progress)
+        except KeyboardInterrupt:
+            self.store.interrupt_job(job_id)
+            raise
+        except Exception as error:
+            self._fail_open_documents(job_id, error)
+            raise
+
+    def _fail_open_documents(self, job_id: int, error: Exception) -> None:
+        try:
+            self.store.fail_open_documents(job_id, _as_ocrq_error(error))
+        except Exception:  # the database itself is gone: the original error is the one to report
+            log.exception("could not record why job %s stopped", job_id)
+
+    def _run(self, job_id: int, on_progress: ProgressCallback) -> None:
         self.store.start_job(job_id)
         page_ids = self._ingest_all(job_id)
         progress = job_progress(self.sessions, job_id)
         on_progress(progress)
         pipeline = pipeline_for(self.settings, self.store, self.chain_factory)
+        heartbeat = LeaseHeartbeat(self.store, self.settings.page_lease_seconds).start()
         try:
             self._run_pages(pipeline, page_ids, progress, on_progress)
         finally:
+            heartbeat.stop()
             pipeline.close()
 
     def _ingest_all(self, job_id: int) -> list[int]:
@@ -88,8 +118,13 @@ class EmbeddedRunner:
                 progress.failed += outcome.status == PageStatus.FAILED
                 on_progress(progress)
 
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocrq-page") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocrq-page")
+        try:
             _feed(pool, pipeline.process, page_ids, window=2 * workers, on_result=record)
+        except KeyboardInterrupt:  # pages not started are dropped; those in hand finish and are stored
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
 
 def job_progress(sessions: sessionmaker[Session], job_id: int) -> Progress:
@@ -132,3 +167,9 @@ def _drain(
     for future in finished:
         on_result(future.result())
     return still_pending
+
+
+def _as_ocrq_error(error: Exception) -> OcrqError:
+    if isinstance(error, OcrqError):
+        return error
+    return OcrqError(f"the job's runner failed: {type(error).__name__}: {error}")

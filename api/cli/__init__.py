@@ -1,7 +1,9 @@
 """Command line: ``submit-batch`` and the ``ocrq`` group.
 
 Exit codes: 0 every document done; 3 some documents failed or are partial;
-2 usage error; 1 ocrq itself failed (configuration, database, a bug).
+2 usage error (including an input with no documents); 1 ocrq itself failed
+(configuration, database, a bug); 4 ``--wait --timeout`` ran out while the
+job goes on; 130 Ctrl-C (the job is closed as ``interrupted``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,18 @@ import click
 
 from ocrq.api.cli.console import PageProgressBar, print_summary
 from ocrq.api.cli.doctor import doctor
-from ocrq.api.cli.exits import EXIT_OK, OUTPUTS_HELP, err_console, exit_for, load_settings, or_exit
+from ocrq.api.cli.exits import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    OUTPUTS_HELP,
+    err_console,
+    exit_for,
+    load_settings,
+    or_exit,
+)
 from ocrq.api.cli.hf_cache import hf_cache_command
 from ocrq.api.cli.models import models_command
-from ocrq.api.cli.queue import QUEUE_COMMANDS, submit_to_queue
+from ocrq.api.cli.queue import QUEUE_COMMANDS, find_sources, submit_to_queue
 from ocrq.api.cli.serve import API_COMMANDS
 from ocrq.api.cli.serve_hf import serve_hf
 from ocrq.api.cli.vllm import vllm
@@ -47,31 +57,53 @@ def cli(verbose: bool) -> None:
     "--force", is_flag=True, help="OCR again documents already done with the same content and settings."
 )
 @click.option("--wait", is_flag=True, help="With a broker: follow the job to its end and write results.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    help="With --wait: give up following after this many seconds (exit 4, the job goes on).",
+)
 @click.option("--outputs", help=OUTPUTS_HELP)
 def submit_batch(
-    paths: tuple[Path, ...], out_dir: Path | None, force: bool, wait: bool, outputs: str | None
+    paths: tuple[Path, ...],
+    out_dir: Path | None,
+    force: bool,
+    wait: bool,
+    timeout: float | None,
+    outputs: str | None,
 ) -> None:
     """OCR every document in PATHS (files or folders, walked recursively).
 
     Without OCRQ_BROKER_URL the work runs here; with it, the job is queued for
     workers and its id printed (``--wait`` follows it like the embedded run).
+    Exit codes: 0 all done, 3 some documents failed, 2 usage (no documents),
+    1 ocrq failed, 4 ``--timeout`` reached with the job still running, 130 Ctrl-C.
     """
     settings = load_settings(outputs)
     out = out_dir or settings.output_dir
+    sources = find_sources(settings, list(paths), out)
     if not settings.embedded:
-        submit_to_queue(settings, list(paths), out, force=force, wait=wait)
+        submit_to_queue(settings, sources, out, force=force, wait=wait, timeout=timeout)
         return
-    batch = _run_here(settings, list(paths), out, force)
+    batch = _run_here(settings, sources, out, force)
     print_summary(err_console, batch, str(out))
     exit_for(batch)
 
 
-def _run_here(settings: Settings, paths: list[Path], out: Path, force: bool) -> dict:
-    from ocrq.worker.batch import BatchRequest, run_embedded_batch
+def _run_here(settings: Settings, sources: list, out: Path, force: bool) -> dict:
+    from ocrq.worker.batch import BatchInterrupted, BatchRequest, run_embedded_sources
 
-    request = BatchRequest(paths, out, force)
-    with PageProgressBar(err_console) as bar:
-        return or_exit(lambda: run_embedded_batch(settings, request, bar.update))
+    request = BatchRequest([], out, force)
+    try:
+        with PageProgressBar(err_console) as bar:
+            return or_exit(lambda: run_embedded_sources(settings, sources, request, bar.update))
+    except BatchInterrupted as stop:
+        again = "the same command without --force" if force else "the same command again"
+        err_console.print(
+            f"[yellow]interrupted[/yellow]: job {stop.job_id} stopped after "
+            f"{stop.progress.finished} of {stop.progress.total} pages. "
+            f"To resume, run {again}: pages already done are reused."
+        )
+        sys.exit(EXIT_INTERRUPTED)
 
 
 @cli.group()

@@ -10,14 +10,19 @@ from typing import NoReturn, TypeVar
 import click
 from pydantic import ValidationError
 from rich.console import Console
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from ocrq.errors import OcrqError
+from ocrq.errors import DatabaseUnavailable, OcrqError
 from ocrq.redaction import mask_text
 from ocrq.settings import Settings, build_settings
 
 T = TypeVar("T")
 
 EXIT_OK, EXIT_SYSTEM, EXIT_USAGE, EXIT_DOCUMENTS = 0, 1, 2, 3
+EXIT_STILL_RUNNING = 4
+"""``--wait --timeout`` ran out while the job goes on (follow it with ``ocrq status``)."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C, as shells report SIGINT (128 + 2)."""
 
 err_console = Console(stderr=True)
 
@@ -39,6 +44,9 @@ def or_exit(action: Callable[[], T]) -> T:
         return action()
     except OcrqError as error:
         err_console.print(f"[red]error[/red] ({error.code}): {mask_text(error.message)}")
+    except (OperationalError, InterfaceError) as error:  # no traceback for a database that is away
+        reason = DatabaseUnavailable(f"cannot reach the database: {error.orig or error}")
+        err_console.print(f"[red]error[/red] ({reason.code}): {mask_text(reason.message)}")
     except Exception as error:
         logging.getLogger("ocrq").exception("ocrq failed")
         err_console.print(f"[red]internal error[/red]: {type(error).__name__}: {mask_text(str(error))}")

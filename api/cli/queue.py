@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy import Engine
@@ -12,9 +12,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.api.cli.console import PageProgressBar, print_summary
 from ocrq.api.cli.exits import EXIT_OK, OUTPUTS_HELP, err_console, exit_for, load_settings, or_exit
+from ocrq.api.cli.job_watch import JobWatch
 from ocrq.settings import Settings
 
-POLL_SECONDS = 1.0
+if TYPE_CHECKING:
+    from ocrq.worker.documents.sources import SourceFile
 
 
 def _open(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
@@ -23,42 +25,59 @@ def _open(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
     return or_exit(lambda: open_database(settings))
 
 
-def submit_to_queue(settings: Settings, paths: list[Path], out: Path, *, force: bool, wait: bool) -> None:
-    """Register and enqueue; print the job id, or follow it to the end with ``wait``."""
+def find_sources(settings: Settings, paths: list[Path], out: Path) -> list[SourceFile]:
+    """The documents under PATHS; none at all is a usage error (exit 2), not an empty job."""
     from ocrq.worker.batch import own_files
     from ocrq.worker.documents.sources import walk_sources
+
+    sources = walk_sources(paths, exclude=own_files(settings, out))
+    if not sources:
+        shown = ", ".join(str(path) for path in paths)
+        raise click.UsageError(
+            f"no documents found in {shown} (folders are walked recursively; hidden files and "
+            "the output folder are skipped)"
+        )
+    return sources
+
+
+def submit_to_queue(
+    settings: Settings,
+    sources: list[SourceFile],
+    out: Path,
+    *,
+    force: bool,
+    wait: bool,
+    timeout: float | None = None,
+) -> None:
+    """Register and enqueue; print the job id, or follow it to the end with ``wait``."""
     from ocrq.worker.queue.celery_app import create_app
     from ocrq.worker.queue.dispatch import Dispatcher
 
     _, sessions = _open(settings)
-    sources = walk_sources(paths, exclude=own_files(settings, out))
     dispatcher = Dispatcher(create_app(settings), sessions, settings)
     job_id = or_exit(lambda: dispatcher.submit(sources, reuse=not force))
     click.echo(job_id)
     if wait:
-        follow(sessions, job_id, out, settings)
+        follow(sessions, job_id, out, settings, timeout)
 
 
-def follow(sessions: sessionmaker[Session], job_id: int, out: Path, settings: Settings) -> None:
-    """Progress bar from the database until the job ends, then results and the embedded exit code."""
-    from ocrq.worker.embedded import job_progress
+def follow(
+    sessions: sessionmaker[Session], job_id: int, out: Path, settings: Settings, timeout: float | None = None
+) -> None:
+    """Progress bar from the database until the job ends, then results and the embedded exit code.
+
+    A database blip is ridden out with backoff (the job goes on without us);
+    past ``timeout`` the command says the job is still running and exits 4.
+    """
     from ocrq.worker.results.files import write_job_outputs
 
+    watch = JobWatch(sessions, job_id, timeout)
     with PageProgressBar(err_console) as bar:
-        while not _finished(sessions, job_id):
-            bar.update(job_progress(sessions, job_id))
-            time.sleep(POLL_SECONDS)
-        bar.update(job_progress(sessions, job_id))
-    batch = write_job_outputs(sessions, job_id, out, settings)
+        while not watch.finished(bar.update):
+            watch.pause()
+    batch = watch.retrying(lambda: write_job_outputs(sessions, job_id, out, settings))
     print_summary(err_console, batch, str(out))
     exit_for(batch)
-
-
-def _finished(sessions: sessionmaker[Session], job_id: int) -> bool:
-    from ocrq.db.models import Job
-
-    with sessions() as session:
-        return session.get_one(Job, job_id).finished_at is not None
 
 
 @click.command()

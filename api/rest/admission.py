@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.db.models import Document, Job, Page
 from ocrq.errors import OcrqError, Overloaded, QuotaExceeded, TooLarge
 from ocrq.jobs.access import Caller
-from ocrq.schemas import DocumentStatus, PageStatus
+from ocrq.jobs.store import FINISHED_DOCUMENT
+from ocrq.schemas import DocumentStatus, JobStatus, PageStatus
 from ocrq.settings import Settings
 from ocrq.worker.documents.render import RenderLimits, open_document
 from ocrq.worker.documents.sniff import sniff_type
@@ -24,17 +25,27 @@ from ocrq.worker.documents.sources import SourceFile
 
 
 def backlog(sessions: sessionmaker[Session]) -> int:
-    """Unfinished pages, plus documents not ingested yet (their pages are not counted yet)."""
+    """Pages that can still run, plus documents not ingested yet (their pages are not counted yet).
+
+    Only open jobs count: a job that failed as a whole (no engine), was
+    cancelled or interrupted leaves ``queued`` rows behind that no worker will
+    ever take, and they must not hold the door shut for everyone.
+    """
+    open_job = (Job.finished_at.is_(None), Job.status != JobStatus.CANCELLED)
     with sessions() as session:
         pages = session.scalar(
             select(func.count())
             .select_from(Page)
-            .where(Page.status.in_((PageStatus.QUEUED, PageStatus.RUNNING)))
+            .join(Document, Page.document_id == Document.id)
+            .join(Job, Document.job_id == Job.id)
+            .where(Page.status.in_((PageStatus.QUEUED, PageStatus.RUNNING)), *open_job)
+            .where(Document.status.not_in(FINISHED_DOCUMENT))
         )
         documents = session.scalar(
             select(func.count())
             .select_from(Document)
-            .where(Document.status == DocumentStatus.QUEUED, Document.page_count == 0)
+            .join(Job, Document.job_id == Job.id)
+            .where(Document.status == DocumentStatus.QUEUED, Document.page_count == 0, *open_job)
         )
     return (pages or 0) + (documents or 0)
 

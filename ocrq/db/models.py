@@ -131,6 +131,8 @@ class Page(Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """Last time a task for this page was sent to the broker (the reconciler compares it)."""
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """A running page's claim lasts until then; the claiming worker's heartbeat keeps moving it."""
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     render_ms: Mapped[float | None] = mapped_column(Float)
     ocr_ms: Mapped[float | None] = mapped_column(Float)

@@ -2,16 +2,24 @@
 
 Delivery is at-least-once (a redelivered Celery task, a resumed batch), so each
 transition is a conditional UPDATE: a page already finished is never finished
-again, and document counters move exactly once per page.
+again, and document counters move exactly once per page. A job closes under
+a row lock on the job, so two documents finishing at once cannot both miss
+each other (write skew under READ COMMITTED).
+
+A claimed page carries a short lease that the claiming worker renews while it
+works (:meth:`JobStore.renew_leases`, driven by a heartbeat thread): a killed
+worker's pages are free again within about a lease, while a page whose engine
+is truly stuck is taken over only after ``stuck_seconds``.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Connection, Update, and_, case, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Update, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Attempt, Document, Job, Page, utcnow
@@ -26,7 +34,8 @@ FINISHED_DOCUMENT = (
     DocumentStatus.CANCELLED,
 )
 FINISHED_PAGE = (PageStatus.DONE, PageStatus.FAILED, PageStatus.CANCELLED)
-DEFAULT_LEASE_SECONDS = 900
+DEFAULT_LEASE_SECONDS = 30
+DEFAULT_STUCK_SECONDS = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +61,17 @@ class PageFinish:
 
 
 class JobStore:
-    def __init__(self, sessions: sessionmaker[Session], lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        stuck_seconds: float = DEFAULT_STUCK_SECONDS,
+    ) -> None:
         self.sessions = sessions
         self.lease = timedelta(seconds=lease_seconds)
+        self.stuck = timedelta(seconds=max(stuck_seconds, lease_seconds))
+        self._held: set[int] = set()
+        self._held_lock = threading.Lock()
 
     def claim_page(self, page_id: int) -> PageClaim | None:
         """Mark a page running; None when it is finished or another worker holds a fresh lease.
@@ -76,23 +93,59 @@ class JobStore:
             if document.status == DocumentStatus.QUEUED:
                 _start_document(connection, page.document_id, document.job_id)
             doc_type = DocumentType(document.detected_type)
+            self._hold(page_id)
             return PageClaim(page_id, page.document_id, page.index, Path(document.path), doc_type)
 
     def _claim_statement(self, page_id: int) -> Update:
         now = utcnow()
         claimable = or_(
-            Page.status == PageStatus.QUEUED,
-            and_(Page.status == PageStatus.RUNNING, Page.started_at < now - self.lease),
+            Page.status == PageStatus.QUEUED, and_(Page.status == PageStatus.RUNNING, self.abandoned(now))
         )
         return (
             update(Page)
             .where(Page.id == page_id, claimable)
-            .values(status=PageStatus.RUNNING, started_at=now)
+            .values(status=PageStatus.RUNNING, started_at=now, lease_expires_at=now + self.lease)
             .returning(Page.document_id, Page.index)
         )
 
+    def abandoned(self, now: datetime) -> ColumnElement[bool]:
+        """A running page whose lease ran out (its worker is gone), or that is stuck past the hard limit."""
+        return or_(
+            Page.lease_expires_at < now,
+            and_(Page.lease_expires_at.is_(None), Page.started_at < now - self.lease),
+            Page.started_at < now - self.stuck,
+        )
+
+    def renew_leases(self) -> int:
+        """Extend the lease of every page this process is working on; the heartbeat calls this."""
+        with self._held_lock:
+            held = list(self._held)
+        if not held:
+            return 0
+        with self.sessions.begin() as session:
+            return session.execute(
+                update(Page)
+                .where(Page.id.in_(held), Page.status == PageStatus.RUNNING)
+                .values(lease_expires_at=utcnow() + self.lease)
+            ).rowcount
+
+    def forget(self, page_id: int) -> None:
+        """Stop renewing a page's lease (finished, put back, or its task died)."""
+        with self._held_lock:
+            self._held.discard(page_id)
+
+    def _hold(self, page_id: int) -> None:
+        with self._held_lock:
+            self._held.add(page_id)
+
     def finish_page(self, claim: PageClaim, finish: PageFinish) -> bool:
         """Store the outcome once; returns False when another delivery got there first."""
+        try:
+            return self._store_finish(claim, finish)
+        finally:
+            self.forget(claim.page_id)
+
+    def _store_finish(self, claim: PageClaim, finish: PageFinish) -> bool:
         with self.sessions.begin() as session:
             connection = session.connection()
             if finish.attempts:  # kept even for a late duplicate: they happened
@@ -112,6 +165,7 @@ class JobStore:
 
     def release_page(self, claim: PageClaim, attempts: list[AttemptRecord]) -> None:
         """Put a claimed page back in the queue (its engines may recover); the attempts stay recorded."""
+        self.forget(claim.page_id)
         with self.sessions.begin() as session:
             connection = session.connection()
             if attempts:
@@ -121,7 +175,9 @@ class JobStore:
             connection.execute(
                 update(Page)
                 .where(Page.id == claim.page_id, Page.status == PageStatus.RUNNING)
-                .values(status=PageStatus.QUEUED, started_at=None, enqueued_at=utcnow())
+                .values(
+                    status=PageStatus.QUEUED, started_at=None, lease_expires_at=None, enqueued_at=utcnow()
+                )
             )
 
     def fail_document(self, document_id: int, error: OcrqError) -> None:
@@ -158,6 +214,37 @@ class JobStore:
                 .values(status=DocumentStatus.CANCELLED, finished_at=utcnow())
             )
             return True
+
+    def interrupt_job(self, job_id: int) -> bool:
+        """Close a job its runner gave up on (Ctrl-C): its pages in hand go back to ``queued``.
+
+        A job that finished meanwhile keeps its status; returns True when this call closed it.
+        """
+        with self.sessions.begin() as session:
+            documents = select(Document.id).where(Document.job_id == job_id)
+            session.execute(
+                update(Page)
+                .where(Page.document_id.in_(documents), Page.status == PageStatus.RUNNING)
+                .values(status=PageStatus.QUEUED, started_at=None, lease_expires_at=None)
+            )
+            return bool(
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.finished_at.is_(None))
+                    .values(status=JobStatus.INTERRUPTED, finished_at=utcnow())
+                ).rowcount
+            )
+
+    def fail_open_documents(self, job_id: int, error: OcrqError) -> None:
+        """The job as a whole cannot go on (no engine, a bug): its open documents fail with the reason."""
+        with self.sessions() as session:
+            open_ids = session.scalars(
+                select(Document.id).where(
+                    Document.job_id == job_id, Document.status.not_in(FINISHED_DOCUMENT)
+                )
+            ).all()
+        for document_id in open_ids:
+            self.fail_document(document_id, error)
 
     def start_job(self, job_id: int) -> None:
         with self.sessions.begin() as session:
@@ -265,20 +352,34 @@ def _explain_page_failures(session: Session, document_id: int) -> None:
     )
 
 
-def finalize_job(session: Session, job_id: int) -> None:
-    """Close the job when no document is left open; its status summarises the documents."""
+def finalize_job(session: Session, job_id: int) -> bool:
+    """Close the job when no document is left open; its status summarises the documents.
+
+    The job row is locked first: a second transaction finishing another
+    document of the job waits here, then counts again with this one's
+    document committed. Returns True when this call closed the job.
+    """
+    _lock_job(session, job_id)
     counts = dict(
         session.execute(
             select(Document.status, func.count()).where(Document.job_id == job_id).group_by(Document.status)
         ).all()
     )
     if any(status not in FINISHED_DOCUMENT for status in counts):
-        return
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.finished_at.is_(None))
-        .values(status=_job_status(counts), finished_at=utcnow())
+        return False
+    return bool(
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.finished_at.is_(None))
+            .values(status=_job_status(counts), finished_at=utcnow())
+        ).rowcount
     )
+
+
+def _lock_job(session: Session, job_id: int) -> None:
+    """``SELECT ... FOR NO KEY UPDATE`` on Postgres (a plain FOR UPDATE deadlocks against the key-share
+    locks of the document updates); SQLite serialises writers anyway (the clause is dropped)."""
+    session.execute(select(Job.id).where(Job.id == job_id).with_for_update(key_share=True))
 
 
 def _job_status(counts: dict[str, int]) -> JobStatus:

@@ -1,12 +1,15 @@
-"""How many messages the Redis broker holds for a queue: waiting plus delivered-but-unacked.
+"""Which ids the Redis broker still holds messages for, per queue and task: waiting plus recently delivered.
 
-The reconciler compares this with what the database says is pending; Redis
+The reconciler compares this with what the database says is waiting; Redis
 restarted without persistence (or flushed) holds fewer, and the difference
-was lost.
+was lost. It compares ids, not counts: a count is fooled by duplicates (a
+re-sent page whose first message survived) and by the reconcile task's own
+message, either of which can hide a lost page for good.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
@@ -15,6 +18,7 @@ import redis
 UNACKED_HASH = "unacked"
 UNACKED_INDEX = "unacked_index"
 PRIORITY_SEPARATOR = "\x06\x16"
+WAITING_CHUNK = 1000
 
 
 class RedisBrokerProbe:
@@ -22,34 +26,58 @@ class RedisBrokerProbe:
         self.client = redis.Redis.from_url(broker_url)
         self.visibility_timeout = visibility_timeout
 
-    def pending(self, queue: str) -> int:
-        return self.waiting(queue) + self.unacked(queue)
+    def held_ids(self, queue: str, task: str, delivered_within: float) -> set[int]:
+        """First task argument (page or document id) of every message for ``task`` in ``queue``.
+
+        Delivered-but-unacknowledged messages count only when delivered within
+        ``delivered_within`` seconds: older ones for a page still ``queued``
+        sit with a dead worker (or in a long ETA) and would hide it until the
+        visibility timeout; sending such a page again costs at most a no-op.
+        """
+        return self._waiting_ids(queue, task) | self._unacked_ids(queue, task, delivered_within)
 
     def waiting(self, queue: str) -> int:
-        """kombu keeps a queue as a list, plus one list per priority level."""
-        keys = [queue, *self.client.scan_iter(match=f"{queue}{PRIORITY_SEPARATOR}*")]
-        return sum(self.client.llen(key) for key in keys)
-
-    def unacked(self, queue: str) -> int:
-        """Delivered, unacknowledged and younger than the visibility timeout.
-
-        Older entries belong to a worker that died: Redis would hand them out
-        again eventually, but only when a live worker sweeps (every ~100 s),
-        so the reconciler counts them as lost rather than waiting.
-        """
-        fresh = self.client.zrangebyscore(UNACKED_INDEX, time.time() - self.visibility_timeout, "+inf")
-        if not fresh:
-            return 0
-        payloads = self.client.hmget(UNACKED_HASH, fresh)
-        return sum(_routing_key(raw) == queue for raw in payloads if raw is not None)
+        """Messages waiting in the queue (every task): kombu keeps one list per priority level."""
+        return sum(self.client.llen(key) for key in self._queue_keys(queue))
 
     def close(self) -> None:
         self.client.close()
 
+    def _queue_keys(self, queue: str) -> list[str | bytes]:
+        return [queue, *self.client.scan_iter(match=f"{queue}{PRIORITY_SEPARATOR}*")]
 
-def _routing_key(raw: bytes) -> str | None:
+    def _waiting_ids(self, queue: str, task: str) -> set[int]:
+        found: set[int] = set()
+        for key in self._queue_keys(queue):
+            for start in range(0, self.client.llen(key), WAITING_CHUNK):
+                for raw in self.client.lrange(key, start, start + WAITING_CHUNK - 1):
+                    found |= _first_argument(_loads(raw), task)
+        return found
+
+    def _unacked_ids(self, queue: str, task: str, delivered_within: float) -> set[int]:
+        since = time.time() - min(delivered_within, self.visibility_timeout)
+        fresh: list[bytes] = self.client.zrangebyscore(UNACKED_INDEX, since, "+inf")  # type: ignore[assignment]
+        found: set[int] = set()
+        for raw in self.client.hmget(UNACKED_HASH, fresh) if fresh else []:
+            entry = _loads(raw)
+            if isinstance(entry, list) and len(entry) == 3 and entry[2] == queue:
+                found |= _first_argument(entry[0], task)
+        return found
+
+
+def _loads(raw: bytes | str | None) -> object:
     try:
-        _payload, _exchange, routing_key = json.loads(raw)
+        return json.loads(raw) if raw is not None else None
     except (ValueError, TypeError):
         return None
-    return routing_key
+
+
+def _first_argument(message: object, task: str) -> set[int]:
+    """Celery protocol 2: headers name the task; the base64 JSON body is ``[args, kwargs, embed]``."""
+    if not isinstance(message, dict) or (message.get("headers") or {}).get("task") != task:
+        return set()
+    try:
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        return {int(args[0])}
+    except (KeyError, IndexError, TypeError, ValueError):
+        return set()

@@ -65,11 +65,16 @@ class Dispatcher:
                     ignore_result=True,
                 )
 
-    def enqueue_pages(self, page_ids: Sequence[int]) -> None:
-        """Mark, then send: a crash in between leaves pages the reconciler will find."""
+    def enqueue_pages(self, page_ids: Sequence[int], *, urgent: bool = False) -> None:
+        """Mark, then send: a crash in between leaves pages the reconciler will find.
+
+        ``urgent`` (pages a dead worker had in hand) jumps the queue: they were
+        already being worked on and should not wait behind the whole backlog.
+        """
         if not page_ids:
             return
         for (queue, job_id, priority), ids in self._pages_by_job(page_ids).items():
+            priority = URGENT_PRIORITY if urgent else priority
             self._mark_enqueued(ids)
             with _broker_errors(), self.app.producer_or_acquire() as producer:
                 for page_id in ids:
@@ -106,6 +111,7 @@ class Dispatcher:
 
 
 DEFAULT_PRIORITY = 5
+URGENT_PRIORITY = 9
 
 
 def redis_priority(priority: int) -> int:

@@ -6,11 +6,14 @@ engine chain lazily, after the fork, and keeps them for later tasks.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from functools import cached_property
 
 from celery import Task, current_app, shared_task
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Job, Page
@@ -21,8 +24,15 @@ from ocrq.worker.documents.ingest import ingest_document
 from ocrq.worker.pipeline import PageOutcome, PagePipeline, pipeline_for
 from ocrq.worker.queue.celery_app import TASK_INBOX, TASK_INGEST, TASK_PAGE, TASK_RECONCILE
 from ocrq.worker.queue.dispatch import Dispatcher
+from ocrq.worker.queue.leases import LeaseHeartbeat
 
 JOBS_REMEMBERED = 256
+DB_AWAY_WAIT_S = 30.0
+DB_AWAY_PAUSE_S = 2.0
+DB_AWAY_RETRY_S = 10
+DATABASE_AWAY = (OperationalError, InterfaceError)
+
+log = logging.getLogger(__name__)
 
 
 class WorkerContext:
@@ -48,7 +58,10 @@ class WorkerContext:
 
     @cached_property
     def store(self) -> JobStore:
-        return JobStore(self.sessions, lease_seconds=self.settings.page_time_limit)
+        """One store per process, its page leases renewed by a heartbeat thread for the process's life."""
+        store = job_store(self.sessions, self.settings)
+        LeaseHeartbeat(store, self.settings.page_lease_seconds).start()
+        return store
 
     def pipeline_for_job(self, job_id: int) -> PagePipeline:
         """One pipeline per distinct job settings (engines, DPI, model, prompt), built on first use.
@@ -81,6 +94,12 @@ class WorkerContext:
             return self._jobs.setdefault(job_id, self.settings.for_job(recorded))
 
 
+def job_store(sessions: sessionmaker[Session], settings: Settings) -> JobStore:
+    return JobStore(
+        sessions, lease_seconds=settings.page_lease_seconds, stuck_seconds=settings.page_time_limit
+    )
+
+
 _context_lock = threading.Lock()
 _context: WorkerContext | None = None
 
@@ -105,14 +124,50 @@ def ingest_document_task(document_id: int) -> int:
 
 @shared_task(name=TASK_PAGE, bind=True, ignore_result=True)
 def ocr_page_task(self: Task, page_id: int, job_id: int | None = None) -> str | None:
-    """OCR one page; while retries last, a page whose engines all failed retryably comes back later."""
+    """OCR one page; while retries last, a page whose engines all failed retryably comes back later.
+
+    A database that is away holds the page here (the worker's threads pause
+    rather than drain the queue) and, if it stays away, sends it again later
+    with its engine retries untouched, instead of failing the task and leaving
+    the page to the reconciler's grace period.
+    """
     ctx = context()
     retries_left = self.request.retries < ctx.settings.page_retries
-    pipeline = ctx.pipeline_for_job(job_id or ctx.job_of_page(page_id))
-    outcome: PageOutcome = pipeline.process(page_id, allow_retry=retries_left)
+    deadline = time.monotonic() + DB_AWAY_WAIT_S
+    while True:
+        try:
+            outcome = _process(ctx, page_id, job_id, retries_left)
+            break
+        except DATABASE_AWAY as error:
+            if time.monotonic() > deadline:
+                _later(self, page_id, job_id, error)
+                return None
+            time.sleep(DB_AWAY_PAUSE_S)
     if outcome.retry:
         raise self.retry(countdown=ctx.settings.page_retry_backoff_seconds * 2**self.request.retries)
     return outcome.status
+
+
+def _process(ctx: WorkerContext, page_id: int, job_id: int | None, retries_left: bool) -> PageOutcome:
+    try:
+        pipeline = ctx.pipeline_for_job(job_id or ctx.job_of_page(page_id))
+        return pipeline.process(page_id, allow_retry=retries_left)
+    except BaseException:  # our claim, if any, runs out with its lease
+        ctx.store.forget(page_id)
+        raise
+
+
+def _later(task: Task, page_id: int, job_id: int | None, error: Exception) -> None:
+    delivery = task.request.delivery_info or {}
+    reason = type(error).__name__
+    log.warning("page %s: database unreachable (%s); sent again in %s s", page_id, reason, DB_AWAY_RETRY_S)
+    task.apply_async(
+        args=[page_id, job_id],
+        countdown=DB_AWAY_RETRY_S,
+        queue=delivery.get("routing_key"),
+        priority=delivery.get("priority"),
+        retries=task.request.retries,
+    )
 
 
 @shared_task(name=TASK_RECONCILE, ignore_result=True)
