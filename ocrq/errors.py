@@ -60,6 +60,12 @@ class SourceMissing(InputError):
     code = "not_found"
 
 
+class NotAFile(SourceMissing):
+    """A folder entry that is no regular file: a dangling or looping link, a FIFO, a device."""
+
+    code = "not_a_file"
+
+
 class PageRenderError(InputError):
     """One page failed to render; the rest of the document goes on."""
 

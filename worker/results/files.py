@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ocrq.db.fs_text import shown
 from ocrq.db.models import Document, Job, Page
 from ocrq.redaction import hide_server_paths
 from ocrq.schemas import PageStatus
@@ -98,7 +99,7 @@ def document_entry(document: Document, *, for_client: bool = False) -> dict[str,
         message = hide_server_paths(message, document.path, document.relpath)
     entry = {
         "path": document.relpath,
-        "source": document.path,
+        "source": shown(document.path),
         "status": document.status,
         "type": document.detected_type,
         "sha256": document.sha256,
