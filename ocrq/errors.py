@@ -107,6 +107,13 @@ class EngineFailed(EngineError):
     code = "engine_failed"
 
 
+class PrimaryEngineDown(EngineError):
+    """The primary engine is down within its grace period: the page waits instead of falling back."""
+
+    code = "primary_engine_down"
+    retryable = True
+
+
 class AllEnginesFailed(EngineError):
     """Every engine in the chain failed for a page."""
 

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     """Consecutive engine failures that open its circuit (pages skip it)."""
     breaker_reset_seconds: float = Field(30.0, gt=0)
     """How long an open circuit waits before one page probes the engine again."""
+    fallback_after_seconds: float = Field(120.0, ge=0)
+    """How long pages wait for a failing first engine before the next one reads them (degraded);
+    0 falls back at once. A brief vLLM restart then costs time, not quality."""
     page_retries: int = Field(3, ge=0)
     """With a broker: how often a page whose engines all failed retryably is queued again."""
     page_retry_backoff_seconds: float = Field(10.0, ge=0)

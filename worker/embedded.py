@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Page
+from ocrq.jobs.degraded import record_primary_engine
 from ocrq.jobs.store import JobStore
 from ocrq.schemas import PageStatus
 from ocrq.settings import Settings
@@ -59,6 +60,7 @@ class EmbeddedRunner:
         progress = job_progress(self.sessions, job_id)
         on_progress(progress)
         pipeline = pipeline_for(self.settings, self.store, self.chain_factory)
+        record_primary_engine(self.sessions, job_id, pipeline.chain.primary)
         try:
             self._run_pages(pipeline, page_ids, progress, on_progress)
         finally:

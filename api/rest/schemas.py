@@ -81,6 +81,9 @@ class PageCounts(BaseModel):
     total: int
     done: int
     failed: int
+    degraded: int = Field(
+        0, description="Done pages read by a fallback engine, not the job's primary one (redo them)"
+    )
 
 
 class JobCounts(BaseModel):
@@ -126,6 +129,7 @@ class DocumentError(BaseModel):
 
 class JobDetail(JobPublic):
     settings: dict[str, Any]
+    primary_engine: str | None = Field(description="The engine pages are meant for; others read them degraded")
     errors: list[DocumentError] = Field(description="Documents that failed or are partial")
     webhook: WebhookState | None
 
@@ -154,6 +158,7 @@ class DocumentPublic(BaseModel):
     pages: int
     pages_done: int
     pages_failed: int
+    pages_degraded: int = Field(0, description="Done pages read by a fallback engine")
     error: dict[str, Any] | None
     links: DocumentLinks
 

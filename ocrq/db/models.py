@@ -61,6 +61,9 @@ class Job(Base):
     """Who submitted it: ``cli``, ``api`` or ``inbox`` (inbox sources are moved when done)."""
     queue: Mapped[str | None] = mapped_column(String(64))
     """The page queue its pages go to; None for embedded (in-process) jobs."""
+    primary_engine: Mapped[str | None] = mapped_column(String(32))
+    """The engine its pages are meant for (first of the chain that ran it); a page read by any
+    other engine is *degraded*, counted as such, and ``ocrq redo --degraded`` reads it again."""
     # REST API: who submitted it, and the completion webhook's state.
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"), index=True)
     """The key that made it; None for CLI and inbox jobs (visible to admin keys only)."""

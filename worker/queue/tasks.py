@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Job, Page
 from ocrq.db.session import make_engine, make_session_factory
+from ocrq.jobs.degraded import record_primary_engine
 from ocrq.jobs.store import JobStore
 from ocrq.settings import Settings, build_settings
 from ocrq.worker.documents.ingest import ingest_document
@@ -33,6 +34,7 @@ class WorkerContext:
         self._lock = threading.Lock()
         self._pipelines: dict[str, PagePipeline] = {}
         self._jobs: dict[int, Settings] = {}
+        self._primary_named: set[int] = set()
 
     @cached_property
     def engine(self) -> Engine:
@@ -61,7 +63,11 @@ class WorkerContext:
         with self._lock:
             if key not in self._pipelines:
                 self._pipelines[key] = pipeline_for(settings, self.store)
-            return self._pipelines[key]
+            pipeline, named = self._pipelines[key], job_id in self._primary_named
+            self._primary_named.add(job_id)
+        if not named:  # the job's pages are meant for this chain's first engine (degraded otherwise)
+            record_primary_engine(self.sessions, job_id, pipeline.chain.primary)
+        return pipeline
 
     def job_of_page(self, page_id: int) -> int:
         with self.sessions() as session:
@@ -78,6 +84,7 @@ class WorkerContext:
         with self._lock:
             if len(self._jobs) > JOBS_REMEMBERED:
                 self._jobs.clear()
+                self._primary_named.clear()
             return self._jobs.setdefault(job_id, self.settings.for_job(recorded))
 
 
