@@ -129,7 +129,7 @@ class DocumentError(BaseModel):
 
 class JobDetail(JobPublic):
     settings: dict[str, Any]
-    primary_engine: str | None = Field(description="The engine pages are meant for; others read them degraded")
+    primary_engine: str | None = Field(description="The engine pages are meant for; others are degraded")
     errors: list[DocumentError] = Field(description="Documents that failed or are partial")
     webhook: WebhookState | None
 

@@ -20,7 +20,7 @@ from ocrq.jobs.store import JobStore
 from ocrq.settings import Settings, build_settings
 from ocrq.worker.documents.ingest import ingest_document
 from ocrq.worker.pipeline import PageOutcome, PagePipeline, pipeline_for
-from ocrq.worker.queue.celery_app import TASK_INBOX, TASK_INGEST, TASK_PAGE, TASK_RECONCILE
+from ocrq.worker.queue.celery_app import TASK_INBOX, TASK_INGEST, TASK_PAGE, TASK_RECONCILE, TASK_REDO
 from ocrq.worker.queue.dispatch import Dispatcher
 
 JOBS_REMEMBERED = 256
@@ -120,6 +120,15 @@ def ocr_page_task(self: Task, page_id: int, job_id: int | None = None) -> str | 
     if outcome.retry:
         raise self.retry(countdown=ctx.settings.page_retry_backoff_seconds * 2**self.request.retries)
     return outcome.status
+
+
+@shared_task(name=TASK_REDO, ignore_result=True)
+def redo_page_task(page_id: int, job_id: int) -> bool:
+    """Read a degraded page again with the job's primary engine; its old result stays until then."""
+    from ocrq.worker.redo import redo_page
+
+    ctx = context()
+    return redo_page(ctx.pipeline_for_job(job_id), page_id)
 
 
 @shared_task(name=TASK_RECONCILE, ignore_result=True)
