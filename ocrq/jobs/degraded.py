@@ -44,7 +44,7 @@ def degraded_by_document(session: Session, job_ids: list[int]) -> dict[int, int]
         .where(Job.id.in_(job_ids), is_degraded())
         .group_by(Page.document_id)
     )
-    return {int(k): int(v) for k, v in rows.tuples()}
+    return {int(key): int(count) for key, count in rows}
 
 
 def degraded_by_job(session: Session, job_ids: list[int]) -> dict[int, int]:
@@ -56,7 +56,7 @@ def degraded_by_job(session: Session, job_ids: list[int]) -> dict[int, int]:
         .where(Job.id.in_(job_ids), is_degraded())
         .group_by(Job.id)
     )
-    return {int(k): int(v) for k, v in rows.tuples()}
+    return {int(key): int(count) for key, count in rows}
 
 
 def degraded_page_ids(session: Session, job_id: int) -> list[int]:
