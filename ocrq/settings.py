@@ -30,6 +30,12 @@ JOB_OVERRIDABLE = (
 )
 
 
+def openai_server_root(url: str) -> str:
+    """The server's root URL: vLLM's docs give ``http://host:8000/v1`` (the OpenAI SDK's base URL),
+    ocrq adds ``/v1/...`` itself; both forms work."""
+    return url.strip().rstrip("/").removesuffix("/v1").rstrip("/")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OCRQ_", env_file=".env", extra="ignore")
 
@@ -233,6 +239,16 @@ class Settings(BaseSettings):
             output == "json" and not self.output_json
         )
         return output in self.outputs and not switched_off
+
+    @field_validator("vllm_url", "transformers_url")
+    @classmethod
+    def _server_root(cls, value: str | None) -> str | None:
+        return openai_server_root(value) if value else value
+
+    @field_validator("vllm_model_urls")
+    @classmethod
+    def _server_roots(cls, value: dict[str, str]) -> dict[str, str]:
+        return {model: openai_server_root(url) for model, url in value.items()}
 
     @field_validator("engines", mode="before")
     @classmethod
