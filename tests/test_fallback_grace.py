@@ -174,3 +174,34 @@ def _assert_api_shows(settings: Settings, job_id: int, degraded: int) -> None:
         assert one["pages_degraded"] == degraded
         metrics = client.get("/metrics").text
         assert f'ocrq_pages_degraded{{engine="tesseract"}} {float(degraded)}' in metrics
+
+
+def test_the_api_redoes_degraded_pages_for_the_owner_only(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    with running_fault_server() as server:
+        settings = _settings(make_settings, server, grace=0)
+        server.outage(OUTAGE_S)
+        batch, _ = _run(settings, tmp_path)
+        degraded = batch["counts"]["pages"]["degraded"]
+        assert degraded > 0
+        server.down_until = 0
+        admin, stranger = make_key(settings, role=Role.ADMIN), make_key(settings)
+        with TestClient(create_app(settings)) as client:
+            url = f"/v1/jobs/{batch['job_id']}/redo"
+            refused = client.post(url, params={"pages": "degraded"}, headers={"X-API-Key": stranger})
+            assert refused.status_code == 404  # a CLI job: only admin keys see it
+            assert client.post(url, params={"pages": "all"}, headers={"X-API-Key": admin}).status_code == 422
+            accepted = client.post(url, params={"pages": "degraded"}, headers={"X-API-Key": admin})
+            assert accepted.status_code == 202, accepted.text
+            assert accepted.json()["pages"] == degraded and accepted.json()["primary_engine"] == "vllm"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and _degraded_now(client, admin, batch["job_id"]):
+                time.sleep(0.2)
+            assert _degraded_now(client, admin, batch["job_id"]) == 0
+    assert _engines_and_attempts(settings)[0] == ["vllm"] * PAGES
+
+
+def _degraded_now(client: TestClient, key: str, job_id: int) -> int:
+    job = client.get(f"/v1/jobs/{job_id}", headers={"X-API-Key": key}).json()
+    return job["counts"]["pages"]["degraded"]

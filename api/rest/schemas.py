@@ -134,6 +134,13 @@ class JobDetail(JobPublic):
     webhook: WebhookState | None
 
 
+class RedoAccepted(BaseModel):
+    job_id: int
+    pages: int = Field(description="Degraded pages sent to the primary engine again")
+    primary_engine: str | None
+    links: JobLinks
+
+
 class JobsPage(BaseModel):
     data: list[JobPublic]
     count: int = Field(description="Jobs matching the filter, all pages")
