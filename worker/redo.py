@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from celery import Celery
@@ -25,7 +26,7 @@ from ocrq.jobs.degraded import degraded_page_ids, is_degraded, replace_degraded_
 from ocrq.jobs.store import JobStore, PageClaim
 from ocrq.schemas import DocumentType
 from ocrq.settings import Settings
-from ocrq.worker.engines.chain import EngineChain
+from ocrq.worker.engines.chain import EngineChain, chain_failure
 from ocrq.worker.engines.selection import build_chain
 from ocrq.worker.pipeline import PagePipeline, pipeline_for
 
@@ -51,14 +52,24 @@ def plan_redo(sessions: sessionmaker[Session], job_id: int) -> RedoPlan:
         return RedoPlan(job_id, job.primary_engine, ids, job.queue, dict(job.settings or {}))
 
 
-def redo_page(pipeline: PagePipeline, page_id: int) -> bool:
-    """True when the page's result was replaced by its primary engine's; a page no longer
-    degraded (an earlier delivery redid it) is left alone."""
+class RedoOutcome(StrEnum):
+    REPLACED = "replaced"
+    """The primary engine's result replaced the fallback one."""
+    SKIPPED = "skipped"
+    """The page is no longer degraded (an earlier delivery redid it), or its source is gone."""
+    RETRY = "retry"
+    """The primary engine is down (or its circuit open): the old result stays; try later."""
+    FAILED = "failed"
+    """The primary engine could not read the page: the fallback result stays for good."""
+
+
+def redo_page(pipeline: PagePipeline, page_id: int) -> RedoOutcome:
+    """Read one degraded page again with its job's primary engine, recording every attempt."""
     sessions = pipeline.store.sessions
     with sessions() as session:
         target = _redo_target(session, page_id)
     if target is None:
-        return False
+        return RedoOutcome.SKIPPED
     primary, claim = target
     chain = pipeline.chain.only(primary)
     if chain is None:
@@ -67,9 +78,13 @@ def redo_page(pipeline: PagePipeline, page_id: int) -> bool:
         image = pipeline.documents.get(claim.path, claim.doc_type).render(claim.index, chain.image_mode)
     except OcrqError as error:  # the source changed or went away: the old result stays
         log.warning("page %d cannot be redone: %s", page_id, error.message)
-        return False
+        return RedoOutcome.SKIPPED
     result, attempts = chain.recognize(image, pipeline.task)
-    return replace_degraded_result(sessions, page_id, result, [a.as_row() for a in attempts])
+    if replace_degraded_result(sessions, page_id, result, [a.as_row() for a in attempts]):
+        return RedoOutcome.REPLACED
+    if result is None and chain_failure(attempts).retryable:
+        return RedoOutcome.RETRY
+    return RedoOutcome.FAILED if result is None else RedoOutcome.SKIPPED
 
 
 def _redo_target(session: Session, page_id: int) -> tuple[str, PageClaim] | None:
@@ -96,7 +111,8 @@ def redo_here(
     try:
         workers = settings.page_workers or pipeline.chain.max_in_flight
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocrq-redo") as pool:
-            return sum(pool.map(lambda page_id: redo_page(pipeline, page_id), plan.page_ids))
+            outcomes = pool.map(lambda page_id: redo_page(pipeline, page_id), plan.page_ids)
+            return sum(outcome is RedoOutcome.REPLACED for outcome in outcomes)
     finally:
         pipeline.close()
 

@@ -122,13 +122,17 @@ def ocr_page_task(self: Task, page_id: int, job_id: int | None = None) -> str | 
     return outcome.status
 
 
-@shared_task(name=TASK_REDO, ignore_result=True)
-def redo_page_task(page_id: int, job_id: int) -> bool:
-    """Read a degraded page again with the job's primary engine; its old result stays until then."""
-    from ocrq.worker.redo import redo_page
+@shared_task(name=TASK_REDO, bind=True, ignore_result=True)
+def redo_page_task(self: Task, page_id: int, job_id: int) -> str:
+    """Read a degraded page again with the job's primary engine; its old result stays until then.
+    While the primary is down the task comes back later, as a page task does."""
+    from ocrq.worker.redo import RedoOutcome, redo_page
 
     ctx = context()
-    return redo_page(ctx.pipeline_for_job(job_id), page_id)
+    outcome = redo_page(ctx.pipeline_for_job(job_id), page_id)
+    if outcome is RedoOutcome.RETRY and self.request.retries < ctx.settings.page_retries:
+        raise self.retry(countdown=ctx.settings.page_retry_backoff_seconds * 2**self.request.retries)
+    return outcome.value
 
 
 @shared_task(name=TASK_RECONCILE, ignore_result=True)
