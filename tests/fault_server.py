@@ -82,6 +82,8 @@ class FaultServer:
     peak_in_flight: int = 0
     healthy: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
+    answer_delay: float = 0.0
+    """Seconds each unscripted request takes (a benchmark's stand-in for model time)."""
     down_until: float = 0.0
     """While ``time.monotonic()`` is below it, every connection is reset: the server is down."""
     refused: int = 0
@@ -101,7 +103,7 @@ class FaultServer:
             self.requests.append(request)
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-            return self.script.popleft() if self.script else Step()
+            return self.script.popleft() if self.script else Step(delay=self.answer_delay)
 
     def done(self) -> None:
         with self.lock:
