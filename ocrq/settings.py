@@ -61,7 +61,10 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(5, ge=1)
     """Consecutive engine failures that open its circuit (pages skip it)."""
     breaker_reset_seconds: float = Field(30.0, gt=0)
-    """How long an open circuit waits before one page probes the engine again."""
+    """The longest an open circuit waits before one page probes the engine again."""
+    breaker_first_probe_seconds: float = Field(2.0, gt=0)
+    """The first probe after a circuit opens comes this soon; the wait doubles while the engine stays
+    down, up to ``breaker_reset_seconds``. A short outage then ends soon after the engine is back."""
     fallback_after_seconds: float = Field(120.0, ge=0)
     """How long pages wait for a failing first engine before the next one reads them (degraded);
     0 falls back at once. A brief vLLM restart then costs time, not quality."""

@@ -59,7 +59,14 @@ def build_chain(settings: Settings) -> EngineChain:
             skipped.append(f"{name} ({error.message})")
     if not engines:
         raise NoEngineConfigured("no usable OCR engine: " + "; ".join(skipped))
-    breakers = [CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds) for _ in engines]
+    breakers = [
+        CircuitBreaker(
+            settings.breaker_failures,
+            settings.breaker_reset_seconds,
+            first_probe_s=min(settings.breaker_first_probe_seconds, settings.breaker_reset_seconds),
+        )
+        for _ in engines
+    ]
     return EngineChain(engines, breakers, FallbackGrace(settings.fallback_after_seconds))
 
 
