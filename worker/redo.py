@@ -96,8 +96,8 @@ def _redo_target(session: Session, page_id: int) -> tuple[str, PageClaim] | None
     ).first()
     if row is None:
         return None
-    claim = PageClaim(page_id, row.document_id, row.index, Path(row.path), DocumentType(row.detected_type))
-    return row.primary_engine, claim
+    primary, document_id, index, path, detected_type = row
+    return primary, PageClaim(page_id, document_id, index, Path(path), DocumentType(detected_type))
 
 
 def redo_here(
