@@ -75,14 +75,19 @@ class FallbackGrace:
         self._down_since: float | None = None
         self._lock = threading.Lock()
 
-    def primary_down(self) -> None:
+    def primary_down(self) -> bool:
+        """True when this starts the clock (the outage is news)."""
         with self._lock:
-            if self._down_since is None:
-                self._down_since = self.clock()
+            if self._down_since is not None:
+                return False
+            self._down_since = self.clock()
+            return True
 
-    def primary_up(self) -> None:
+    def primary_up(self) -> float | None:
+        """How long the primary was down, when it was (None: it was up already)."""
         with self._lock:
-            self._down_since = None
+            down, self._down_since = self._down_since, None
+            return None if down is None else self.clock() - down
 
     def down_for(self) -> float | None:
         """Seconds the primary has been down, None while it works."""
@@ -185,10 +190,17 @@ class EngineChain:
         No attempt means its circuit is open. A page it could not read says
         nothing about its health."""
         if attempt is not None and attempt.outcome == "ok":
-            self.grace.primary_up()
+            if (down := self.grace.primary_up()) is not None:
+                log.warning("engine %s is back after %.0f s", self.primary, down)
             return False
         if attempt is None or attempt.retryable:
-            self.grace.primary_down()
+            if self.grace.primary_down() and self.grace.after_s > 0:
+                log.warning(
+                    "engine %s is down; pages wait for it up to %.0f s (OCRQ_FALLBACK_AFTER_SECONDS) "
+                    "before another engine reads them",
+                    self.primary,
+                    self.grace.after_s,
+                )
             return True
         return False
 
