@@ -235,7 +235,9 @@ async def redo_job_pages(
     caller: CallerDep,
     sessions: SessionsDep,
     submitter: SubmitterDep,
-    pages: Annotated[Literal["degraded"], Query(description="Which pages: those a fallback engine read")],
+    pages: Annotated[
+        Literal["degraded"], Query(description="Which pages: those a fallback engine read")
+    ] = "degraded",
 ) -> RedoAccepted:
     """Read the job's degraded pages again with its primary engine; each keeps its result until then.
 
