@@ -205,3 +205,18 @@ def test_the_api_redoes_degraded_pages_for_the_owner_only(
 def _degraded_now(client: TestClient, key: str, job_id: int) -> int:
     job = client.get(f"/v1/jobs/{job_id}", headers={"X-API-Key": key}).json()
     return job["counts"]["pages"]["degraded"]
+
+
+def test_running_the_batch_again_rereads_degraded_pages_and_reuses_the_rest(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    with running_fault_server() as server:
+        settings = _settings(make_settings, server, grace=0)
+        server.outage(OUTAGE_S)
+        first, _ = _run(settings, tmp_path)
+        degraded = first["counts"]["pages"]["degraded"]
+        assert 0 < degraded < PAGES
+        again = run_embedded_batch(settings, BatchRequest([tmp_path / "in.pdf"], tmp_path / "again"))
+    assert again["counts"]["pages"]["degraded"] == 0 and again["counts"]["engines"] == {"vllm": PAGES}
+    reused = [p["reused"] for p in json.loads((tmp_path / "again" / "in.pdf.json").read_text())["pages"]]
+    assert reused.count(True) == PAGES - degraded  # the primary's pages were carried over, not redone
