@@ -16,6 +16,8 @@ from sqlalchemy import select
 
 from ocrq.api.cli import cli
 from ocrq.db.models import Attempt, Document, Page
+from ocrq.worker.queue.celery_app import create_app
+from ocrq.worker.queue.consumers import queue_consumers
 from tests.factories import make_text_pdf
 from tests.fault_server import running_fault_server
 from tests.queue_harness import wait_for
@@ -52,7 +54,10 @@ def test_queue_job_reports_degraded_pages_and_redo_reads_them_again(
         env = queue.env | engines
         queue.processes.env |= engines
         server.outage(600)
+        app = create_app(queue.settings)
+        assert queue_consumers(app, queue.settings.gpu_queue) == 0  # what --wait can tell its user
         queue.processes.worker("w1")
+        assert queue_consumers(app, queue.settings.gpu_queue) == 1
         submitted = CliRunner().invoke(cli, ["submit-batch", str(folder), "--out", "out", "--wait"], env=env)
         assert submitted.exit_code == 0, submitted.output
         job_id = int(submitted.stdout.strip().splitlines()[0])
