@@ -89,3 +89,32 @@ def _engines(queue: Queue, job_id: int) -> list[str | None]:  # noqa: F811
                 select(Page.engine).join(Document).where(Document.job_id == job_id).order_by(Page.index)
             )
         )
+
+
+def test_queue_pages_wait_for_a_brief_outage_and_none_degrades(queue: Queue, tmp_path: Path) -> None:  # noqa: F811
+    """Held pages go back to the queue (retry backoff 1, 2, 4 s) while the grace lasts."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_text_pdf(folder / "scan.pdf", [f"Queue grace page {n}" for n in range(PAGES)])
+    with running_fault_server() as server:
+        engines = {
+            "OCRQ_ENGINES": "vllm,tesseract",
+            "OCRQ_VLLM_URL": server.url,
+            "OCRQ_VLLM_SERVED_MODEL_NAME": "test-model",
+            "OCRQ_VLLM_RETRIES": "0",
+            "OCRQ_PROMPT_MODE": "text_only",
+            "OCRQ_FALLBACK_AFTER_SECONDS": "60",
+            "OCRQ_BREAKER_FAILURES": "1",
+            "OCRQ_BREAKER_FIRST_PROBE_SECONDS": "0.5",
+            "OCRQ_PAGE_RETRY_BACKOFF_SECONDS": "1",
+        }
+        env = queue.env | engines
+        queue.processes.env |= engines
+        queue.processes.worker("w1")
+        server.outage(4)
+        submitted = CliRunner().invoke(cli, ["submit-batch", str(folder), "--out", "out", "--wait"], env=env)
+        assert submitted.exit_code == 0, submitted.output
+        job_id = int(submitted.stdout.strip().splitlines()[0])
+        assert server.refused >= 1  # the outage hit the pages
+    assert _engines(queue, job_id) == ["vllm"] * PAGES
+    assert f"{PAGES} done, 0 failed" in _said(submitted.output)
