@@ -87,6 +87,7 @@ class FaultServer:
     down_until: float = 0.0
     """While ``time.monotonic()`` is below it, every connection is reset: the server is down."""
     refused: int = 0
+    armed_outage: float = 0.0
 
     def queue(self, *steps: Step) -> None:
         self.script.extend(steps)
@@ -97,6 +98,17 @@ class FaultServer:
 
     def is_down(self) -> bool:
         return time.monotonic() < self.down_until
+
+    def outage_at_first_request(self, seconds: float) -> None:
+        """Go down for ``seconds`` when the next chat request arrives: the outage surely hits pages,
+        however slowly the test machine gets there."""
+        self.armed_outage = seconds
+
+    def trip_armed_outage(self) -> None:
+        with self.lock:
+            if self.armed_outage:
+                self.outage(self.armed_outage)
+                self.armed_outage = 0.0
 
     def next_step(self, request: dict[str, Any]) -> Step:
         with self.lock:
@@ -132,6 +144,7 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            server.trip_armed_outage()
             if server.is_down():
                 with server.lock:
                     server.refused += 1

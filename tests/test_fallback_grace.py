@@ -13,6 +13,7 @@ The issue's 20-second outage is scaled down to 2 s, the grace period to seconds.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,11 +21,14 @@ from pathlib import Path
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from ocrq.api.cli import cli
 from ocrq.api.rest.app import create_app
-from ocrq.db.models import Attempt, Page
+from ocrq.db.models import Attempt, Job, Page
+from ocrq.db.session import make_engine, make_session_factory
 from ocrq.jobs.access import Role
+from ocrq.jobs.degraded import record_primary_engine
 from ocrq.settings import Settings
 from ocrq.worker.batch import BatchRequest, open_database, run_embedded_batch
 from ocrq.worker.redo import plan_redo, redo_here
@@ -64,7 +68,7 @@ def test_a_brief_outage_is_waited_for_and_no_page_degrades(
 ) -> None:
     with running_fault_server() as server:
         settings = _settings(make_settings, server, grace=30)
-        server.outage(OUTAGE_S)
+        server.outage_at_first_request(OUTAGE_S)
         batch, elapsed = _run(settings, tmp_path)
     engines, attempts = _engines_and_attempts(settings)
     assert engines == ["vllm"] * PAGES
@@ -81,8 +85,9 @@ def test_without_grace_the_fallback_pages_are_degraded_and_redo_reads_them_again
     monkeypatch.chdir(tmp_path)
     with running_fault_server() as server:
         settings = _settings(make_settings, server, grace=0)
-        server.outage(OUTAGE_S)
+        watcher = _down_until_a_page_degrades(server, settings)
         batch, _ = _run(settings, tmp_path)
+        watcher.join(10)
         engines, _ = _engines_and_attempts(settings)
         degraded = engines.count("tesseract")
         assert degraded > 0 and batch["counts"]["pages"]["degraded"] == degraded
@@ -141,6 +146,34 @@ def test_the_summary_says_which_pages_degraded(
     assert "2 page(s) degraded" in said and "ocrq redo 1 --degraded" in said
 
 
+def _down_until_a_page_degrades(server: FaultServer, settings: Settings) -> threading.Thread:
+    """Down from the first request until Tesseract has read a page: some pages degrade, and
+    the rest are read by vLLM again, however fast or slow this machine is."""
+    server.outage_at_first_request(600)
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "tesseract" not in _engines_or_none(settings):
+            time.sleep(0.05)
+        server.down_until = 0
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
+
+
+def _engines_or_none(settings: Settings) -> list[str | None]:
+    """Read only: the batch migrates the database itself, and two migrations must not race."""
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return list(session.scalars(select(Page.engine)))
+    except OperationalError:  # the batch has not created its tables yet
+        return []
+    finally:
+        engine.dispose()
+
+
 def _texts(settings: Settings) -> list[str | None]:
     _, sessions = open_database(settings)
     with sessions() as session:
@@ -181,8 +214,9 @@ def test_the_api_redoes_degraded_pages_for_the_owner_only(
 ) -> None:
     with running_fault_server() as server:
         settings = _settings(make_settings, server, grace=0)
-        server.outage(OUTAGE_S)
+        watcher = _down_until_a_page_degrades(server, settings)
         batch, _ = _run(settings, tmp_path)
+        watcher.join(10)
         degraded = batch["counts"]["pages"]["degraded"]
         assert degraded > 0
         server.down_until = 0
@@ -212,11 +246,26 @@ def test_running_the_batch_again_rereads_degraded_pages_and_reuses_the_rest(
 ) -> None:
     with running_fault_server() as server:
         settings = _settings(make_settings, server, grace=0)
-        server.outage(OUTAGE_S)
+        watcher = _down_until_a_page_degrades(server, settings)
         first, _ = _run(settings, tmp_path)
+        watcher.join(10)
         degraded = first["counts"]["pages"]["degraded"]
         assert 0 < degraded < PAGES
         again = run_embedded_batch(settings, BatchRequest([tmp_path / "in.pdf"], tmp_path / "again"))
     assert again["counts"]["pages"]["degraded"] == 0 and again["counts"]["engines"] == {"vllm": PAGES}
     reused = [p["reused"] for p in json.loads((tmp_path / "again" / "in.pdf.json").read_text())["pages"]]
     assert reused.count(True) == PAGES - degraded  # the primary's pages were carried over, not redone
+
+
+def test_the_best_ranked_chain_names_the_primary_engine(make_settings: Callable[..., Settings]) -> None:
+    """Workers differ: one without vLLM must not make vLLM's pages count as degraded."""
+    settings = make_settings()
+    _, sessions = open_database(settings)
+    with sessions.begin() as session:
+        session.add(Job(result_key="k"))
+    preference = ["vllm", "transformers", "tesseract"]
+    record_primary_engine(sessions, 1, "tesseract", preference)  # a CPU-only worker came first
+    record_primary_engine(sessions, 1, "vllm", preference)  # a GPU worker outranks it
+    record_primary_engine(sessions, 1, "transformers", preference)  # and is not outranked back
+    with sessions() as session:
+        assert session.get_one(Job, 1).primary_engine == "vllm"

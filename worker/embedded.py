@@ -60,7 +60,7 @@ class EmbeddedRunner:
         progress = job_progress(self.sessions, job_id)
         on_progress(progress)
         pipeline = pipeline_for(self.settings, self.store, self.chain_factory)
-        record_primary_engine(self.sessions, job_id, pipeline.chain.primary)
+        record_primary_engine(self.sessions, job_id, pipeline.chain.primary, self.settings.engines)
         try:
             self._run_pages(pipeline, page_ids, progress, on_progress)
         finally:

@@ -18,12 +18,20 @@ from ocrq.db.models import Attempt, Document, Job, Page, utcnow
 from ocrq.schemas import PageResult, PageStatus
 
 
-def record_primary_engine(sessions: sessionmaker[Session], job_id: int, engine: str) -> None:
-    """The first runner to build a chain for the job names its primary engine; later ones keep it."""
+def record_primary_engine(
+    sessions: sessionmaker[Session], job_id: int, engine: str, preference: list[str] | None = None
+) -> None:
+    """Name the job's primary engine: the first chain built for it does, and a worker whose chain
+    starts with an engine ranked higher in ``preference`` (the job's ``OCRQ_ENGINES``) takes over,
+    so a host without vLLM cannot make vLLM's pages look degraded. Compare-and-set: concurrent
+    workers agree on the best one."""
+    rank = {name: position for position, name in enumerate(preference or [engine])}
     with sessions.begin() as session:
-        session.execute(
-            update(Job).where(Job.id == job_id, Job.primary_engine.is_(None)).values(primary_engine=engine)
-        )
+        current = session.scalar(select(Job.primary_engine).where(Job.id == job_id))
+        if current is not None and rank.get(engine, len(rank)) >= rank.get(current, len(rank)):
+            return
+        unchanged = Job.primary_engine.is_(None) if current is None else Job.primary_engine == current
+        session.execute(update(Job).where(Job.id == job_id, unchanged).values(primary_engine=engine))
 
 
 def is_degraded() -> ColumnElement[bool]:

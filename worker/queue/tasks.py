@@ -64,9 +64,10 @@ class WorkerContext:
             if key not in self._pipelines:
                 self._pipelines[key] = pipeline_for(settings, self.store)
             pipeline, named = self._pipelines[key], job_id in self._primary_named
-            self._primary_named.add(job_id)
         if not named:  # the job's pages are meant for this chain's first engine (degraded otherwise)
-            record_primary_engine(self.sessions, job_id, pipeline.chain.primary)
+            record_primary_engine(self.sessions, job_id, pipeline.chain.primary, settings.engines)
+            with self._lock:
+                self._primary_named.add(job_id)
         return pipeline
 
     def job_of_page(self, page_id: int) -> int:
