@@ -10,6 +10,7 @@ import click
 
 from ocrq.api.cli.console import print_summary
 from ocrq.api.cli.exits import EXIT_DOCUMENTS, EXIT_OK, err_console, load_settings, or_exit
+from ocrq.errors import ResourceNotFound
 from ocrq.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,17 +40,27 @@ def redo(job_id: int, degraded: bool, out_dir: Path | None) -> None:
     queue jobs by the workers of the job's queue (follow with ``ocrq status``).
     """
     from ocrq.worker.batch import open_database
-    from ocrq.worker.redo import plan_redo
 
     settings = load_settings()
     _, sessions = or_exit(lambda: open_database(settings))
-    plan = or_exit(lambda: plan_redo(sessions, job_id))
+    plan = or_exit(lambda: _plan_or_none(sessions, job_id))
+    if plan is None:
+        raise click.UsageError(f"no job {job_id}")
     if not plan.page_ids:
         click.echo(f"job {job_id} has no degraded pages")
         sys.exit(EXIT_OK)
     if plan.queue is None:
         _redo_here(settings, sessions, plan, out_dir)
     _send(settings, plan)
+
+
+def _plan_or_none(sessions: sessionmaker[Session], job_id: int) -> RedoPlan | None:
+    from ocrq.worker.redo import plan_redo
+
+    try:
+        return plan_redo(sessions, job_id)
+    except ResourceNotFound:
+        return None
 
 
 def _redo_here(
