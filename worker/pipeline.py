@@ -27,7 +27,10 @@ from ocrq.worker.engines.selection import build_chain
 OPEN_DOCUMENTS_PER_THREAD = 2
 HOLD_POLL_SECONDS = 0.5
 """How often a page held for a briefly-down primary engine asks the chain again (no request is
-sent while the engine's circuit is open: the breaker lets one probe through at a time)."""
+sent while the engine's circuit is open: the breaker lets one probe through at a time)..."""
+HOLD_POLL_MAX_SECONDS = 5.0
+"""...and the longest it waits after its own try failed, so a page does not hammer the engine
+(and fill the attempts table) when the breaker lets many tries through."""
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +147,7 @@ class PagePipeline:
             attempts += outcome.attempts
             if not outcome.held or can_requeue:
                 return ChainOutcome(outcome.result, attempts, outcome.held)
-            self.sleep(HOLD_POLL_SECONDS)
+            self.sleep(min(HOLD_POLL_MAX_SECONDS, HOLD_POLL_SECONDS * 2 ** len(attempts)))
 
     def _render(self, claim: PageClaim) -> Image.Image:
         document = self.documents.get(claim.path, claim.doc_type)
