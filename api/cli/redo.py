@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -65,7 +65,7 @@ def _plan_or_none(sessions: sessionmaker[Session], job_id: int) -> RedoPlan | No
 
 def _redo_here(
     settings: Settings, sessions: sessionmaker[Session], plan: RedoPlan, out_dir: Path | None
-) -> None:
+) -> NoReturn:
     from ocrq.worker.redo import redo_here
     from ocrq.worker.results.files import job_summary, write_job_outputs
 
