@@ -60,6 +60,12 @@ class SourceMissing(InputError):
     code = "not_found"
 
 
+class NotAFile(SourceMissing):
+    """A folder entry that is no regular file: a dangling or looping link, a FIFO, a device."""
+
+    code = "not_a_file"
+
+
 class PageRenderError(InputError):
     """One page failed to render; the rest of the document goes on."""
 
@@ -99,6 +105,13 @@ class EngineFailed(EngineError):
     """The engine answered but could not produce a result for this page."""
 
     code = "engine_failed"
+
+
+class PrimaryEngineDown(EngineError):
+    """The primary engine is down within its grace period: the page waits instead of falling back."""
+
+    code = "primary_engine_down"
+    retryable = True
 
 
 class AllEnginesFailed(EngineError):

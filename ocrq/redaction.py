@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from ocrq.db.fs_text import shown
+
 MASK = "***"
 TOKEN_AS_USER_SCHEMES = frozenset({"http", "https", "ws", "wss"})
 
@@ -129,5 +131,5 @@ def hide_server_paths(text: str | None, path: str, relpath: str) -> str | None:
     """
     if not text:
         return text
-    text = text.replace(path, relpath)
+    text = text.replace(shown(path), relpath)  # stored messages show undecodable bytes as \xff
     return _ABSOLUTE_PATH.sub(lambda m: m.group().rstrip("/").rsplit("/", 1)[-1] or "/", text)

@@ -30,6 +30,12 @@ JOB_OVERRIDABLE = (
 )
 
 
+def openai_server_root(url: str) -> str:
+    """The server's root URL: vLLM's docs give ``http://host:8000/v1`` (the OpenAI SDK's base URL),
+    ocrq adds ``/v1/...`` itself; both forms work."""
+    return url.strip().rstrip("/").removesuffix("/v1").rstrip("/")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OCRQ_", env_file=".env", extra="ignore")
 
@@ -55,7 +61,13 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(5, ge=1)
     """Consecutive engine failures that open its circuit (pages skip it)."""
     breaker_reset_seconds: float = Field(30.0, gt=0)
-    """How long an open circuit waits before one page probes the engine again."""
+    """The longest an open circuit waits before one page probes the engine again."""
+    breaker_first_probe_seconds: float = Field(2.0, gt=0)
+    """The first probe after a circuit opens comes this soon; the wait doubles while the engine stays
+    down, up to ``breaker_reset_seconds``. A short outage then ends soon after the engine is back."""
+    fallback_after_seconds: float = Field(120.0, ge=0)
+    """How long pages wait for a failing first engine before the next one reads them (degraded);
+    0 falls back at once. A brief vLLM restart then costs time, not quality."""
     page_retries: int = Field(3, ge=0)
     """With a broker: how often a page whose engines all failed retryably is queued again."""
     page_retry_backoff_seconds: float = Field(10.0, ge=0)
@@ -234,6 +246,16 @@ class Settings(BaseSettings):
             output == "json" and not self.output_json
         )
         return output in self.outputs and not switched_off
+
+    @field_validator("vllm_url", "transformers_url")
+    @classmethod
+    def _server_root(cls, value: str | None) -> str | None:
+        return openai_server_root(value) if value else value
+
+    @field_validator("vllm_model_urls")
+    @classmethod
+    def _server_roots(cls, value: dict[str, str]) -> dict[str, str]:
+        return {model: openai_server_root(url) for model, url in value.items()}
 
     @field_validator("engines", mode="before")
     @classmethod

@@ -82,16 +82,40 @@ class FaultServer:
     peak_in_flight: int = 0
     healthy: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
+    answer_delay: float = 0.0
+    """Seconds each unscripted request takes (a benchmark's stand-in for model time)."""
+    down_until: float = 0.0
+    """While ``time.monotonic()`` is below it, every connection is reset: the server is down."""
+    refused: int = 0
+    armed_outage: float = 0.0
 
     def queue(self, *steps: Step) -> None:
         self.script.extend(steps)
+
+    def outage(self, seconds: float) -> None:
+        """Go down now for ``seconds`` (every request reset, like a dead server), then come back."""
+        self.down_until = time.monotonic() + seconds
+
+    def is_down(self) -> bool:
+        return time.monotonic() < self.down_until
+
+    def outage_at_first_request(self, seconds: float) -> None:
+        """Go down for ``seconds`` when the next chat request arrives: the outage surely hits pages,
+        however slowly the test machine gets there."""
+        self.armed_outage = seconds
+
+    def trip_armed_outage(self) -> None:
+        with self.lock:
+            if self.armed_outage:
+                self.outage(self.armed_outage)
+                self.armed_outage = 0.0
 
     def next_step(self, request: dict[str, Any]) -> Step:
         with self.lock:
             self.requests.append(request)
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-            return self.script.popleft() if self.script else Step()
+            return self.script.popleft() if self.script else Step(delay=self.answer_delay)
 
     def done(self) -> None:
         with self.lock:
@@ -106,7 +130,9 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            if self.path == "/health":
+            if server.is_down():
+                self._reset()
+            elif self.path == "/health":
                 self._send(200 if server.healthy else 503, "")
             elif self.path == "/v1/models":
                 data = [
@@ -118,6 +144,12 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            server.trip_armed_outage()
+            if server.is_down():
+                with server.lock:
+                    server.refused += 1
+                self._reset()
+                return
             server.headers.append(dict(self.headers))
             step = server.next_step(request)
             try:
@@ -128,12 +160,15 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
         def _play(self, step: Step, request: dict[str, Any]) -> None:
             time.sleep(step.delay)
             if step.reset:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.connection.close()
-                self.close_connection = True
+                self._reset()
                 return
             body = step.body(request) if callable(step.body) else step.body
             self._send(step.status, completion("Hello") if body is None else body)
+
+        def _reset(self) -> None:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
 
         def _send(self, status: int, body: Body) -> None:
             payload = (json.dumps(body) if isinstance(body, dict) else body).encode()

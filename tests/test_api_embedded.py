@@ -49,7 +49,7 @@ def test_upload_runs_in_the_background_and_results_download_in_every_format(
     assert accepted.headers["location"] == f"/v1/jobs/{job_id}"
     job = api.wait(job_id)
     assert job["status"] == "partial" and job["finished_at"]
-    assert job["counts"]["pages"] == {"total": 3, "done": 3, "failed": 0}
+    assert job["counts"]["pages"] == {"total": 3, "done": 3, "failed": 0, "degraded": 0}
     assert job["counts"]["engines"] == {"tesseract": 3}
     (error,) = job["errors"]  # the sniffed content decides, not the .pdf name
     assert (error["path"], error["code"], error["status"]) == ("notes.pdf", "unsupported_type", "failed")

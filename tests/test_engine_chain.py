@@ -7,7 +7,7 @@ from PIL import Image
 from ocrq.errors import EngineFailed, PageRenderError
 from ocrq.schemas import PageTask
 from ocrq.worker.engines.breaker import BreakerState, CircuitBreaker
-from ocrq.worker.engines.chain import EngineChain, chain_failure
+from ocrq.worker.engines.chain import EngineChain, FallbackGrace, chain_failure
 from tests.engine_doubles import ScriptedEngine
 
 PAGE = Image.new("L", (40, 20), 255)
@@ -82,3 +82,53 @@ def test_the_chain_failure_is_retryable_only_when_an_engine_may_recover() -> Non
     assert chain_failure(down).retryable is True
     assert chain_failure(picky).retryable is False
     assert chain_failure([]).retryable is True  # every circuit open: try later
+
+
+def test_the_first_probe_comes_soon_and_the_wait_doubles_while_the_engine_stays_down() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_after_s=10, clock=clock, first_probe_s=2)
+    breaker.record_failure()  # opens at 0: the first probe may come at 2
+    assert not breaker.allow()
+    clock.now = 2
+    assert breaker.allow()
+    breaker.record_failure()  # still down at 2: the next wait is 4
+    clock.now = 5.9
+    assert not breaker.allow()
+    clock.now = 6
+    assert breaker.allow()
+    breaker.record_failure()  # at 6: 8
+    clock.now = 14
+    assert breaker.allow()
+    breaker.record_failure()  # at 14: capped at reset_after_s
+    clock.now = 23.9
+    assert not breaker.allow()
+    clock.now = 24
+    assert breaker.allow()
+    breaker.record_success()
+    breaker.record_failure()  # a new outage starts from the first probe again
+    clock.now = 26
+    assert breaker.allow()
+
+
+def test_pages_are_held_for_a_down_primary_until_its_grace_ends() -> None:
+    clock = Clock()
+    down, backup = ScriptedEngine("down", failures=3), ScriptedEngine("backup")
+    chain = EngineChain([down, backup], [CircuitBreaker(99), CircuitBreaker()], FallbackGrace(10, clock))
+    held = chain.read(PAGE, PageTask(), may_hold=True)
+    assert held.held and held.result is None and backup.calls == 0
+    assert [a.engine for a in held.attempts] == ["down"]  # the failed try is on record
+    assert "OCRQ_FALLBACK_AFTER_SECONDS" in chain.held_error().message and chain.held_error().retryable
+    clock.now = 10  # the grace is over: the backup reads the page (degraded)
+    fallen = chain.read(PAGE, PageTask(), may_hold=True)
+    assert not fallen.held and fallen.result.engine == "backup"
+    assert chain.read(PAGE, PageTask(), may_hold=False).result.engine == "backup"  # cannot wait: no hold
+    clock.now = 11
+    back = chain.read(PAGE, PageTask(), may_hold=True)  # the primary answers again: its clock resets
+    assert back.result.engine == "down" and chain.grace.down_for() is None
+
+
+def test_a_page_the_primary_cannot_read_is_not_held() -> None:
+    picky = ScriptedEngine("picky", failures=1, error=EngineFailed("the model looped"))
+    chain = EngineChain([picky, ScriptedEngine("backup")], grace=FallbackGrace(60))
+    outcome = chain.read(PAGE, PageTask(), may_hold=True)
+    assert outcome.result.engine == "backup" and not outcome.held  # not an outage: nothing to wait for

@@ -52,7 +52,7 @@ def test_pages_flow_around_an_outage_and_back(tmp_path: Path, make_settings: Cal
 
         request = BatchRequest([tmp_path / "in.pdf"], tmp_path / "out")
         batch = run_embedded_batch(settings, request, chain_factory=chain)
-    assert batch["counts"]["pages"] == {"total": PAGES, "done": PAGES, "failed": 0}
+    assert batch["counts"]["pages"] == {"total": PAGES, "done": PAGES, "failed": 0, "degraded": 7}
     by_page = _attempts_by_page(settings)
     assert by_page[:3] == [["vllm:ok"]] * 3
     assert by_page[3:6] == [["vllm:error", "tesseract:ok"]] * 3  # the outage: three failures open the circuit

@@ -79,6 +79,7 @@ def test_api_bodies_and_logs_hold_no_secret_and_no_server_path(
         engines=["vllm"],
         vllm_url=f"http://ops:{VLLM_PW}@127.0.0.1:{free_port()}",
         vllm_retries=0,
+        fallback_after_seconds=0,  # the page fails now instead of waiting for the server to come back
         api_upload_dir=uploads,
         api_webhook_secret=HOOK_SECRET,
     )

@@ -232,6 +232,7 @@ def test_chain_vllm_then_remote_transformers_then_tesseract(
         vllm_url=f"http://127.0.0.1:{free_port()}",  # nothing listens: vLLM is down
         vllm_model=TINY,
         vllm_retries=0,
+        fallback_after_seconds=0,  # down for good here: fall back at once, no grace to wait out
         transformers_url=server.url,
         transformers_api_key=KEY,
         transformers_model=TINY,

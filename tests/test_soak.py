@@ -62,11 +62,6 @@ def test_the_attempts_table_tells_the_story(soak: ChaosReport) -> None:
     assert poison.status == "failed" or poison.engine != "vllm", poison
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs issue 9 item 6 (degrade branch): the chain falls back to Tesseract at once during "
-    "the 20 s engine outage instead of waiting OCRQ_FALLBACK_AFTER_SECONDS for vllm",
-)
 def test_no_page_silently_changed_engine(soak: ChaosReport) -> None:
     """Only the poison page (which crashes vllm every time) may be read by another engine."""
     moved = [page.document for page in soak.degraded() if page.document != "poison.pdf"]

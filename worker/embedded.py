@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Page
 from ocrq.errors import OcrqError
+from ocrq.jobs.degraded import record_primary_engine
 from ocrq.jobs.store import JobStore
 from ocrq.schemas import PageStatus
 from ocrq.settings import Settings
@@ -88,6 +89,7 @@ class EmbeddedRunner:
         on_progress(progress)
         pipeline = pipeline_for(self.settings, self.store, self.chain_factory)
         heartbeat = LeaseHeartbeat(self.store, self.settings.page_lease_seconds).start()
+        record_primary_engine(self.sessions, job_id, pipeline.chain.primary, self.settings.engines)
         try:
             self._run_pages(pipeline, page_ids, progress, on_progress)
         finally:

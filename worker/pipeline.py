@@ -21,10 +21,16 @@ from ocrq.jobs.store import JobStore, PageClaim, PageFinish
 from ocrq.schemas import DocumentType, PageStatus, PageTask
 from ocrq.settings import Settings
 from ocrq.worker.documents.render import OpenedDocument, RenderLimits, open_document
-from ocrq.worker.engines.chain import EngineChain, chain_failure
+from ocrq.worker.engines.chain import AttemptRecord, ChainOutcome, EngineChain, chain_failure
 from ocrq.worker.engines.selection import build_chain
 
 OPEN_DOCUMENTS_PER_THREAD = 2
+HOLD_POLL_SECONDS = 0.5
+"""How often a page held for a briefly-down primary engine asks the chain again (no request is
+sent while the engine's circuit is open: the breaker lets one probe through at a time)..."""
+HOLD_POLL_MAX_SECONDS = 5.0
+"""...and the longest it waits after its own try failed, so a page does not hammer the engine
+(and fill the attempts table) when the breaker lets many tries through."""
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,7 @@ class PagePipeline:
     ) -> None:
         self.store, self.chain, self.task = store, chain, task or PageTask()
         self.documents = OpenDocuments(limits)
+        self.sleep: Callable[[float], None] = time.sleep
 
     def process(self, page_id: int, *, allow_retry: bool = False) -> PageOutcome:
         """OCR one page; safe to call again for the same page (a no-op once it is finished).
@@ -97,7 +104,7 @@ class PagePipeline:
         claim = self.store.claim_page(page_id)
         if claim is None:
             return PageOutcome(page_id, None)
-        finish = self._run(claim)
+        finish = self._run(claim, can_requeue=allow_retry)
         if allow_retry and finish.error is not None and finish.error.retryable:
             self.store.release_page(claim, finish.attempts)
             return PageOutcome(page_id, None, retry=True)
@@ -110,7 +117,7 @@ class PagePipeline:
         self.documents.close()
         self.chain.close()
 
-    def _run(self, claim: PageClaim) -> PageFinish:
+    def _run(self, claim: PageClaim, can_requeue: bool = False) -> PageFinish:
         clock = time.perf_counter()
         try:
             image = self._render(claim)
@@ -121,9 +128,26 @@ class PagePipeline:
             error = PageRenderError(f"unexpected {type(exc).__name__}: {exc}")
             return PageFinish(None, error, _ms_since(clock), None)
         render_ms = _ms_since(clock)
-        result, attempts = self.chain.recognize(image, self.task)
-        error = None if result else chain_failure(attempts)
-        return PageFinish(result, error, render_ms, image.size, attempts)
+        outcome = self._read(image, can_requeue)
+        if outcome.held:
+            return PageFinish(None, self.chain.held_error(), render_ms, image.size, outcome.attempts)
+        error = None if outcome.result else chain_failure(outcome.attempts)
+        return PageFinish(outcome.result, error, render_ms, image.size, outcome.attempts)
+
+    def _read(self, image: Image.Image, can_requeue: bool) -> ChainOutcome:
+        """The chain's reading; while the primary engine is briefly down the page waits for it.
+
+        A page the queue can take back is handed back (held); otherwise it
+        waits here, in its own thread, until the primary answers or its grace
+        period ends and the chain falls back.
+        """
+        attempts: list[AttemptRecord] = []
+        while True:
+            outcome = self.chain.read(image, self.task, may_hold=True)
+            attempts += outcome.attempts
+            if not outcome.held or can_requeue:
+                return ChainOutcome(outcome.result, attempts, outcome.held)
+            self.sleep(min(HOLD_POLL_MAX_SECONDS, HOLD_POLL_SECONDS * 2 ** len(attempts)))
 
     def _render(self, claim: PageClaim) -> Image.Image:
         document = self.documents.get(claim.path, claim.doc_type)

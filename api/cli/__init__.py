@@ -28,6 +28,7 @@ from ocrq.api.cli.exits import (
 from ocrq.api.cli.hf_cache import hf_cache_command
 from ocrq.api.cli.models import models_command
 from ocrq.api.cli.queue import QUEUE_COMMANDS, find_sources, submit_to_queue
+from ocrq.api.cli.redo import redo
 from ocrq.api.cli.serve import API_COMMANDS
 from ocrq.api.cli.serve_hf import serve_hf
 from ocrq.api.cli.vllm import vllm
@@ -122,7 +123,8 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
-for command in [*QUEUE_COMMANDS, *API_COMMANDS, doctor, vllm, models_command, hf_cache_command, serve_hf]:
+COMMANDS = [*QUEUE_COMMANDS, *API_COMMANDS, redo, doctor, vllm, models_command, hf_cache_command, serve_hf]
+for command in COMMANDS:
     cli.add_command(command)
 
 

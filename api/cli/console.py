@@ -66,11 +66,30 @@ def print_summary(console: Console, batch: dict[str, Any], out_dir: str) -> None
     docs = ", ".join(f"{n} {status}" for status, n in sorted(counts["documents"].items())) or "none"
     pages = counts["pages"]
     engines = ", ".join(f"{name}: {n}" for name, n in counts["engines"].items()) or "-"
-    table.add_row(docs, f"{pages['done']} done, {pages['failed']} failed of {pages['total']}", engines)
+    table.add_row(docs, _pages_cell(pages), engines)
     console.print(table)
+    _print_degraded(console, batch)
     _print_problems(console, batch["documents"])
     _print_output_errors(console, batch["documents"])
     console.print(f"Results in {out_dir}/ (batch.json lists every document)")
+
+
+def _pages_cell(pages: dict[str, int]) -> str:
+    degraded = pages.get("degraded", 0)
+    done = f"{pages['done']} done" + (f" ({degraded} degraded)" if degraded else "")
+    return f"{done}, {pages['failed']} failed of {pages['total']}"
+
+
+def _print_degraded(console: Console, batch: dict[str, Any]) -> None:
+    """Pages a fallback engine read are done but weaker: say so, and how to redo them."""
+    degraded = batch["counts"]["pages"].get("degraded", 0)
+    if not degraded:
+        return
+    primary = batch.get("primary_engine")
+    console.print(
+        f"[yellow]{degraded} page(s) degraded[/yellow]: read by a fallback engine, not {primary}. "
+        f"`ocrq redo {batch['job_id']} --degraded` reads them again with {primary}."
+    )
 
 
 def _print_output_errors(console: Console, documents: list[dict[str, Any]]) -> None:

@@ -128,11 +128,13 @@ def results(job_id: int, out_dir: Path, outputs: str | None) -> None:
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(role: str, concurrency: int | None, loglevel: str) -> None:
     """Run a Celery worker: gpu = page OCR (threads), cpu = ingest (processes), all = both."""
+    from ocrq.worker.preflight import preflight_engines
     from ocrq.worker.queue.celery_app import create_app
     from ocrq.worker.queue.roles import worker_argv
 
     settings = load_settings()
     app = or_exit(lambda: create_app(settings))
+    or_exit(lambda: preflight_engines(settings, role))  # a misconfigured engine: one line, exit 1
     app.worker_main(worker_argv(settings, role, concurrency, loglevel))
 
 

@@ -20,6 +20,7 @@ from ocrq.errors import OcrqError
 from ocrq.jobs.store import FINISHED_DOCUMENT, JobStore
 from ocrq.settings import Settings
 from ocrq.worker.embedded import EmbeddedRunner
+from ocrq.worker.redo import RedoPlan, redo_here
 
 log = logging.getLogger("ocrq.api.embedded")
 
@@ -27,15 +28,19 @@ STOP_TIMEOUT_S = 30.0
 
 
 class BackgroundRunner:
-    """A FIFO of job ids and the one thread that runs them (pages are parallel inside a job)."""
+    """A FIFO of job ids (and redos) and the one thread that runs them (pages are parallel inside a job)."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
-        self._jobs: queue.Queue[tuple[int, Settings] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[int | RedoPlan, Settings] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
     def enqueue(self, job_id: int, settings: Settings) -> None:
         self._jobs.put((job_id, settings))
+
+    def enqueue_redo(self, plan: RedoPlan, settings: Settings) -> None:
+        """Degraded pages of a finished job, read again after the jobs queued before."""
+        self._jobs.put((plan, settings))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="ocrq-embedded-jobs", daemon=True)
@@ -53,12 +58,22 @@ class BackgroundRunner:
         while (item := self._jobs.get()) is not None:
             self._run(*item)
 
-    def _run(self, job_id: int, settings: Settings) -> None:
+    def _run(self, job_id: int | RedoPlan, settings: Settings) -> None:
+        if isinstance(job_id, RedoPlan):
+            self._redo(job_id, settings)
+            return
         try:
             EmbeddedRunner(self.sessions, settings).run(job_id)
         except Exception as error:  # the thread must survive; the job must not stay "running" forever
             log.exception("embedded job %s failed", job_id)
             self._fail_open_documents(job_id, _as_ocrq_error(error))
+
+    def _redo(self, plan: RedoPlan, settings: Settings) -> None:
+        try:
+            replaced = redo_here(self.sessions, settings, plan)
+            log.info("job %s: %d of %d degraded pages redone", plan.job_id, replaced, len(plan.page_ids))
+        except Exception:  # the old results stay; the thread must survive
+            log.exception("redo of job %s failed", plan.job_id)
 
     def _fail_open_documents(self, job_id: int, error: OcrqError) -> None:
         with self.sessions() as session:

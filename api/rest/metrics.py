@@ -17,6 +17,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Attempt, Document, Job, Page, WebhookDelivery
+from ocrq.jobs.degraded import is_degraded
 from ocrq.schemas import PageStatus
 from ocrq.settings import Settings
 
@@ -41,6 +42,7 @@ class OcrqCollector(Collector):
             yield _by_status(session, Page.status, "ocrq_pages", "Pages by status")
             yield _latency(session)
             yield _fallbacks(session)
+            yield _degraded(session)
             yield _by_status(
                 session,
                 WebhookDelivery.outcome,
@@ -119,6 +121,24 @@ def _fallbacks(session: Session) -> CounterMetricFamily:
     return CounterMetricFamily(
         "ocrq_page_fallbacks", "Pages an engine fallback rescued", value=fallen_back or 0
     )
+
+
+def _degraded(session: Session) -> GaugeMetricFamily:
+    """Done pages read by an engine other than their job's primary one (``ocrq redo --degraded``)."""
+    rows = session.execute(
+        select(Page.engine, func.count())
+        .select_from(Page)
+        .join(Document, Page.document_id == Document.id)
+        .join(Job, Document.job_id == Job.id)
+        .where(is_degraded())
+        .group_by(Page.engine)
+    )
+    gauge = GaugeMetricFamily(
+        "ocrq_pages_degraded", "Done pages a fallback engine read, by that engine", labels=["engine"]
+    )
+    for engine, count in rows:
+        gauge.add_metric([engine or "unknown"], count)
+    return gauge
 
 
 def make_registry(sessions: sessionmaker[Session], settings: Settings) -> CollectorRegistry:

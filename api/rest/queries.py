@@ -32,6 +32,7 @@ from ocrq.api.rest.schemas import (
 from ocrq.db.models import Document, Job, Page, WebhookDelivery
 from ocrq.errors import ResourceNotFound
 from ocrq.jobs.access import Caller, visible_jobs
+from ocrq.jobs.degraded import degraded_by_document, degraded_by_job
 from ocrq.redaction import hide_server_paths, mask_url
 from ocrq.worker.results.files import document_entry, job_summary, page_entry
 
@@ -91,6 +92,7 @@ def _document_counts(session: Session, job_ids: list[int]) -> dict[int, dict[str
 
 
 def _page_counts(session: Session, job_ids: list[int]) -> dict[int, PageCounts]:
+    degraded = degraded_by_job(session, job_ids)
     rows = session.execute(
         select(
             Document.job_id,
@@ -101,7 +103,10 @@ def _page_counts(session: Session, job_ids: list[int]) -> dict[int, PageCounts]:
         .where(Document.job_id.in_(job_ids))
         .group_by(Document.job_id)
     )
-    return {job_id: PageCounts(total=total, done=done, failed=failed) for job_id, total, done, failed in rows}
+    return {
+        job_id: PageCounts(total=total, done=done, failed=failed, degraded=degraded.get(job_id, 0))
+        for job_id, total, done, failed in rows
+    }
 
 
 def _job_fields(job: Job) -> dict[str, Any]:
@@ -137,6 +142,7 @@ def job_detail(sessions: sessionmaker[Session], caller: Caller, job_id: int, ori
                 documents=counts["documents"], pages=PageCounts(**counts["pages"]), engines=counts["engines"]
             ),
             settings=summary["settings"],
+            primary_engine=summary["primary_engine"],
             errors=_document_errors(session, job_id),
             webhook=_webhook(session, job),
         )
@@ -187,15 +193,18 @@ def list_documents(
         get_job(session, caller, job_id)
         of_job = visible_documents(caller).where(Document.job_id == job_id)
         total = session.scalar(select(func.count()).select_from(of_job.subquery())) or 0
-        rows = session.scalars(of_job.order_by(Document.id).limit(limit).offset(offset))
-        return [document_public(d) for d in rows], total
+        rows = session.scalars(of_job.order_by(Document.id).limit(limit).offset(offset)).all()
+        degraded = degraded_by_document(session, [job_id])
+        return [document_public(d, degraded.get(d.id, 0)) for d in rows], total
 
 
-def document_public(document: Document) -> DocumentPublic:
+def document_public(document: Document, degraded: int = 0) -> DocumentPublic:
     base = f"/v1/documents/{document.id}"
     links = DocumentLinks(self=base, job=f"/v1/jobs/{document.job_id}", pages=f"{base}/pages/")
     entry = document_entry(document, for_client=True)
-    return DocumentPublic(id=document.id, job_id=document.job_id, links=links, **entry)
+    return DocumentPublic(
+        id=document.id, job_id=document.job_id, links=links, pages_degraded=degraded, **entry
+    )
 
 
 def get_visible_document(session: Session, caller: Caller, document_id: int) -> Document:
@@ -207,7 +216,9 @@ def get_visible_document(session: Session, caller: Caller, document_id: int) -> 
 
 def get_document(sessions: sessionmaker[Session], caller: Caller, document_id: int) -> DocumentPublic:
     with sessions() as session:
-        return document_public(get_visible_document(session, caller, document_id))
+        document = get_visible_document(session, caller, document_id)
+        degraded = degraded_by_document(session, [document.job_id]).get(document.id, 0)
+        return document_public(document, degraded)
 
 
 def get_page(sessions: sessionmaker[Session], caller: Caller, document_id: int, number: int) -> PagePublic:

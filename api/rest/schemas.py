@@ -81,6 +81,9 @@ class PageCounts(BaseModel):
     total: int
     done: int
     failed: int
+    degraded: int = Field(
+        0, description="Done pages read by a fallback engine, not the job's primary one (redo them)"
+    )
 
 
 class JobCounts(BaseModel):
@@ -126,8 +129,16 @@ class DocumentError(BaseModel):
 
 class JobDetail(JobPublic):
     settings: dict[str, Any]
+    primary_engine: str | None = Field(description="The engine pages are meant for; others are degraded")
     errors: list[DocumentError] = Field(description="Documents that failed or are partial")
     webhook: WebhookState | None
+
+
+class RedoAccepted(BaseModel):
+    job_id: int
+    pages: int = Field(description="Degraded pages sent to the primary engine again")
+    primary_engine: str | None
+    links: JobLinks
 
 
 class JobsPage(BaseModel):
@@ -154,6 +165,7 @@ class DocumentPublic(BaseModel):
     pages: int
     pages_done: int
     pages_failed: int
+    pages_degraded: int = Field(0, description="Done pages read by a fallback engine")
     error: dict[str, Any] | None
     links: DocumentLinks
 

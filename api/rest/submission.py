@@ -23,6 +23,7 @@ from ocrq.settings import Settings
 from ocrq.worker.documents.ingest import create_job
 from ocrq.worker.documents.sources import SourceFile
 from ocrq.worker.queue.dispatch import Dispatcher
+from ocrq.worker.redo import RedoPlan, send_redo
 
 ORIGIN = "api"
 
@@ -52,6 +53,10 @@ class Owner:
 class Submitter(Protocol):
     def submit(self, sources: list[SourceFile], options: JobOptions, owner: Owner) -> int: ...
 
+    def redo(self, plan: RedoPlan) -> None:
+        """Send a job's degraded pages to its primary engine again (old results stay until then)."""
+        ...
+
 
 class QueueSubmitter:
     def __init__(self, celery: Celery, sessions: sessionmaker[Session], settings: Settings) -> None:
@@ -62,6 +67,9 @@ class QueueSubmitter:
         job_id = dispatcher.submit(sources, origin=ORIGIN, reuse=not options.force, priority=options.priority)
         annotate_job(self.sessions, job_id, options, owner)
         return job_id
+
+    def redo(self, plan: RedoPlan) -> None:
+        send_redo(self.celery, plan, int(plan.job_settings.get("priority", 5)))
 
 
 class EmbeddedSubmitter:
@@ -74,6 +82,10 @@ class EmbeddedSubmitter:
         annotate_job(self.sessions, job_id, options, owner)
         self.runner.enqueue(job_id, settings)
         return job_id
+
+    def redo(self, plan: RedoPlan) -> None:
+        options = JobOptions.model_validate(plan.job_settings.get("api_options", {}))
+        self.runner.enqueue_redo(plan, job_settings(self.settings, options))
 
     def resume(self) -> None:
         """Queue again the jobs a previous API process accepted but did not finish."""

@@ -193,7 +193,10 @@ def _resolve_one(raw: str, roots: list[Path]) -> Path:
 
 def _checked(source: SourceFile, roots: list[Path]) -> SourceFile:
     """A file met while walking a folder may be a symlink pointing out of the roots."""
-    resolved = source.path.resolve()
+    try:
+        resolved = source.path.resolve()
+    except (RuntimeError, OSError):  # a link loop: kept as it is, ingest fails it as not_a_file
+        return source
     if not _inside(resolved, roots):
         raise PathNotAllowed(f"{source.relpath!r} leads outside the allowed roots")
     return SourceFile(resolved, source.relpath, source.sha256)

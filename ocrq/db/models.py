@@ -26,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from ocrq.db.fs_text import FsPathText, ShownText
+
 JsonColumn = JSON().with_variant(JSONB(), "postgresql")
 
 NAMING_CONVENTION = {
@@ -59,6 +61,9 @@ class Job(Base):
     """Who submitted it: ``cli``, ``api`` or ``inbox`` (inbox sources are moved when done)."""
     queue: Mapped[str | None] = mapped_column(String(64))
     """The page queue its pages go to; None for embedded (in-process) jobs."""
+    primary_engine: Mapped[str | None] = mapped_column(String(32))
+    """The engine its pages are meant for (first of the chain that ran it); a page read by any
+    other engine is *degraded*, counted as such, and ``ocrq redo --degraded`` reads it again."""
     # REST API: who submitted it, and the completion webhook's state.
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"), index=True)
     """The key that made it; None for CLI and inbox jobs (visible to admin keys only)."""
@@ -86,10 +91,10 @@ class Document(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    path: Mapped[str] = mapped_column(Text)
-    """Absolute source path, as the workers must open it."""
-    relpath: Mapped[str] = mapped_column(Text)
-    """Path relative to the input root: where its outputs go under ``--out``."""
+    path: Mapped[str] = mapped_column(FsPathText)
+    """Absolute source path, as the workers must open it (a non-UTF-8 name round-trips exactly)."""
+    relpath: Mapped[str] = mapped_column(ShownText)
+    """Relative to the input root: where its outputs go under ``--out`` (undecodable bytes as ``\\xff``)."""
     sha256: Mapped[str | None] = mapped_column(String(64))
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     detected_type: Mapped[str | None] = mapped_column(String(16))
@@ -98,7 +103,7 @@ class Document(Base):
     pages_failed: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     error_code: Mapped[str | None] = mapped_column(String(64))
-    error_message: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(ShownText)
     result_key: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -139,7 +144,7 @@ class Page(Base):
     tokens_in: Mapped[int | None] = mapped_column(Integer)
     tokens_out: Mapped[int | None] = mapped_column(Integer)
     error_code: Mapped[str | None] = mapped_column(String(64))
-    error_message: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(ShownText)
     reused: Mapped[bool] = mapped_column(Boolean, default=False)
     """True when the result was carried over from an earlier run of the same content."""
 
@@ -160,7 +165,7 @@ class Attempt(Base):
     duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
     outcome: Mapped[str] = mapped_column(String(16))
     error_code: Mapped[str | None] = mapped_column(String(64))
-    error_message: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(ShownText)
 
     page: Mapped[Page] = relationship(back_populates="attempts")
 

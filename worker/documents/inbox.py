@@ -8,14 +8,16 @@ Finished sources move to ``done/`` or ``failed/`` under the inbox.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ocrq.db.fs_text import stored_prefixes
 from ocrq.db.models import Document, Job
 from ocrq.schemas import DocumentStatus
 from ocrq.settings import Settings
@@ -31,21 +33,34 @@ def stable_sources(inbox: Path, stable_seconds: float, now: float | None = None)
     """Files under the inbox (not in done/ or failed/) untouched for at least ``stable_seconds``."""
     now = time.time() if now is None else now
     sources = walk_sources([inbox], exclude=[inbox / DONE_DIR, inbox / FAILED_DIR])
-    return [s for s in sources if now - s.path.stat().st_mtime >= stable_seconds]
+    return [s for s in sources if now - s.path.lstat().st_mtime >= stable_seconds]
 
 
 def new_sources(sessions: sessionmaker[Session], sources: list[SourceFile]) -> list[SourceFile]:
-    """Hash each file and drop those whose content is already queued or processed."""
-    hashed = [SourceFile(s.path, s.relpath, sha256_of(s.path)) for s in sources]
+    """Hash each file and drop those whose content is already queued or processed.
+
+    An entry that cannot be hashed (a dangling link, a FIFO, an unreadable
+    file) goes on unhashed: its ingest fails it with a code, and it moves to
+    ``failed/`` like any failed source instead of blocking the inbox.
+    """
+    hashed = [SourceFile(s.path, s.relpath, _sha256_or_none(s.path)) for s in sources]
     with sessions() as session:
         known = set(
             session.scalars(select(Document.sha256).where(Document.sha256.in_([s.sha256 for s in hashed])))
         )
     fresh: dict[str, SourceFile] = {}
     for source in hashed:
-        if source.sha256 not in known:
-            fresh.setdefault(source.sha256 or "", source)  # the same file twice in one run: once
+        if source.sha256 is None or source.sha256 not in known:
+            fresh.setdefault(source.sha256 or str(source.path), source)  # the same file twice in a run: once
     return list(fresh.values())
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    """Only regular files are opened: reading a FIFO would block the inbox run."""
+    try:
+        return sha256_of(path) if path.is_file() else None
+    except OSError:
+        return None
 
 
 def ingest_inbox(sessions: sessionmaker[Session], settings: Settings, submit: Submit) -> int | None:
@@ -83,7 +98,7 @@ def _finished_inbox_documents(session: Session, inbox: Path) -> list[Document]:
             .where(
                 Job.origin == "inbox",
                 Document.status.in_(finished),
-                Document.path.startswith(f"{inbox}/"),
+                or_(*(Document.path.startswith(p) for p in stored_prefixes(f"{inbox}/"))),
                 ~Document.path.startswith(f"{inbox / DONE_DIR}/"),
                 ~Document.path.startswith(f"{inbox / FAILED_DIR}/"),
             )
@@ -97,7 +112,7 @@ def _move_source(document: Document, inbox: Path) -> bool:
         return False
     folder = DONE_DIR if document.status == DocumentStatus.DONE else FAILED_DIR
     target = inbox / folder / source.relative_to(inbox)
-    if not source.exists():
+    if not os.path.lexists(source):
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(source, target)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -130,15 +130,21 @@ def _new_page(index: int, earlier: Page | None) -> Page:
 
 
 def _earlier_results(session: Session, document: Document) -> dict[int, Page]:
-    """Done pages of the newest earlier run of the same content under the same settings."""
+    """Done pages of the newest earlier run of the same content under the same settings.
+
+    Degraded pages (read by a fallback engine) are not carried over: running the batch again
+    is how a user asks for the primary engine's reading.
+    """
     done = session.scalars(
         select(Page)
-        .join(Document)
+        .join(Document, Page.document_id == Document.id)
+        .join(Job, Document.job_id == Job.id)
         .where(
             Document.sha256 == document.sha256,
             Document.result_key == document.result_key,
             Document.id != document.id,
             Page.status == PageStatus.DONE,
+            or_(Job.primary_engine.is_(None), Page.engine == Job.primary_engine),
         )
         .order_by(Document.id.desc())
     )

@@ -12,6 +12,7 @@ tree: nothing above this module needs to know which library read the file.
 from __future__ import annotations
 
 import math
+import os
 import struct
 import threading
 from abc import ABC, abstractmethod
@@ -24,6 +25,7 @@ from types import TracebackType
 import pymupdf
 from PIL import Image, ImageFile, ImageOps
 
+from ocrq.db.fs_text import has_undecodable
 from ocrq.errors import (
     ConfigurationError,
     EmptyDocument,
@@ -187,9 +189,22 @@ class PdfDocument(OpenedDocument):
         return self._document
 
 
+def mupdf_open(path: Path) -> pymupdf.Document:
+    """``pymupdf.open`` for any file name: MuPDF takes names as UTF-8 text, and a name that is not
+    valid UTF-8 (``bad\\xff.pdf``) cannot be passed. Such a file is opened by its descriptor's
+    ``/proc/self/fd`` name instead; MuPDF then holds its own handle."""
+    if not has_undecodable(str(path)) or not Path("/proc/self/fd").is_dir():
+        return pymupdf.open(path, filetype="pdf")
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        return pymupdf.open(f"/proc/self/fd/{descriptor}", filetype="pdf")
+    finally:
+        os.close(descriptor)
+
+
 def _open_pdf(path: Path) -> pymupdf.Document:
     try:
-        return pymupdf.open(path, filetype="pdf")
+        return mupdf_open(path)
     except pymupdf.EmptyFileError as exc:
         raise EmptyDocument(f"{path.name} is empty (0 bytes)") from exc
     except (FileNotFoundError, PermissionError) as exc:

@@ -8,10 +8,11 @@ cannot handle fail with a message that says what it actually is.
 
 from __future__ import annotations
 
+import errno
 import stat
 from pathlib import Path
 
-from ocrq.errors import EmptyDocument, SourceMissing, UnsupportedType
+from ocrq.errors import EmptyDocument, NotAFile, SourceMissing, UnsupportedType
 from ocrq.schemas import DocumentType
 
 HEAD_BYTES = 1024
@@ -65,17 +66,41 @@ def _read_head(path: Path) -> bytes:
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
-            raise SourceMissing(f"{path} is not a regular file")
+            linked_folder = stat.S_ISDIR(info.st_mode) and path.is_symlink()
+            kind = "a link to a folder (not followed)" if linked_folder else _kind(info.st_mode)
+            raise NotAFile(f"{path} is not a regular file: {kind}")
         if info.st_size == 0:
             raise EmptyDocument(f"{path.name} is empty (0 bytes)")
         with path.open("rb") as file:
             return file.read(HEAD_BYTES)
     except FileNotFoundError as exc:
+        if path.is_symlink():
+            raise NotAFile(f"{path} is a dangling symbolic link (to {_link_target(path)})") from exc
         raise SourceMissing(f"{path} does not exist") from exc
     except PermissionError as exc:
         raise SourceMissing(f"{path} cannot be read: permission denied") from exc
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotAFile(f"{path} is a symbolic link loop") from exc
         raise SourceMissing(f"{path} cannot be read: {exc.strerror or exc}") from exc
+
+
+def _kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return str(path.readlink())
+    except OSError:
+        return "an unreadable target"
 
 
 def _match_signature(head: bytes) -> DocumentType | None:

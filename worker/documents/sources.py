@@ -22,10 +22,12 @@ class SourceFile:
 
 
 def walk_sources(inputs: Iterable[Path], exclude: Iterable[Path] = ()) -> list[SourceFile]:
-    """Every regular, non-hidden file under the inputs, in a stable order.
+    """Every non-hidden entry under the inputs that is not a folder, in a stable order.
 
-    ``exclude`` keeps ocrq's own output folder and database out of a batch run
-    on the folder that contains them.
+    Dangling or looping links, FIFOs, devices and links to folders are kept:
+    ingesting them fails them as ``not_a_file``, so a batch never drops an
+    entry without a trace. ``exclude`` keeps ocrq's own output folder and
+    database out of a batch run on the folder that contains them.
     """
     roots = [Path(p).resolve() for p in inputs]
     excluded = {Path(p).resolve() for p in exclude}
@@ -38,7 +40,7 @@ def walk_sources(inputs: Iterable[Path], exclude: Iterable[Path] = ()) -> list[S
 
 
 def _sources_under(root: Path, excluded: set[Path], prefix: str) -> Iterator[SourceFile]:
-    if root.is_file() or not root.exists():
+    if not root.is_dir():
         yield SourceFile(root, str(Path(prefix) / root.name))
         return
     for path in _walk_files(root, excluded):
@@ -48,10 +50,12 @@ def _sources_under(root: Path, excluded: set[Path], prefix: str) -> Iterator[Sou
 def _walk_files(root: Path, excluded: set[Path]) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if _visible(d) and (here / d) not in excluded)
-        for name in sorted(filenames):
+        linked = [d for d in dirnames if (here / d).is_symlink()]  # os.walk does not follow them
+        walked = (d for d in dirnames if d not in linked and _visible(d) and (here / d) not in excluded)
+        dirnames[:] = sorted(walked)
+        for name in sorted([*filenames, *linked]):
             path = here / name
-            if _visible(name) and path not in excluded and path.is_file():
+            if _visible(name) and path not in excluded:
                 yield path
 
 

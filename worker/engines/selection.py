@@ -10,7 +10,7 @@ from ocrq.errors import ConfigurationError, EngineUnavailable, NoEngineConfigure
 from ocrq.settings import Settings
 from ocrq.worker.engines.base import Engine
 from ocrq.worker.engines.breaker import CircuitBreaker
-from ocrq.worker.engines.chain import EngineChain
+from ocrq.worker.engines.chain import EngineChain, FallbackGrace
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,15 @@ def build_chain(settings: Settings) -> EngineChain:
             skipped.append(f"{name} ({error.message})")
     if not engines:
         raise NoEngineConfigured("no usable OCR engine: " + "; ".join(skipped))
-    breakers = [CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds) for _ in engines]
-    return EngineChain(engines, breakers)
+    breakers = [
+        CircuitBreaker(
+            settings.breaker_failures,
+            settings.breaker_reset_seconds,
+            first_probe_s=min(settings.breaker_first_probe_seconds, settings.breaker_reset_seconds),
+        )
+        for _ in engines
+    ]
+    return EngineChain(engines, breakers, FallbackGrace(settings.fallback_after_seconds))
 
 
 def _custom_factory(dotted: str) -> Callable[[Settings], EngineChain]:

@@ -21,6 +21,7 @@ TASK_INGEST = "ocrq.ingest_document"
 TASK_PAGE = "ocrq.ocr_page"
 TASK_RECONCILE = "ocrq.reconcile"
 TASK_INBOX = "ocrq.ingest_inbox"
+TASK_REDO = "ocrq.redo_page"
 SOFT_LIMIT_MARGIN_S = 30
 
 
@@ -54,7 +55,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": True,
         "task_queues": [Queue(settings.gpu_queue), Queue(settings.cpu_queue)],
         "task_default_queue": settings.cpu_queue,
-        "task_routes": {TASK_PAGE: {"queue": settings.gpu_queue}},
+        "task_routes": {TASK_PAGE: {"queue": settings.gpu_queue}, TASK_REDO: {"queue": settings.gpu_queue}},
         "worker_hijack_root_logger": False,
         "beat_schedule": beat_schedule(settings),
         "timezone": "UTC",

@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Job, Page
 from ocrq.db.session import make_engine, make_session_factory
+from ocrq.jobs.degraded import record_primary_engine
 from ocrq.jobs.store import JobStore
 from ocrq.settings import Settings, build_settings
 from ocrq.worker.documents.ingest import ingest_document
 from ocrq.worker.pipeline import PageOutcome, PagePipeline, pipeline_for
-from ocrq.worker.queue.celery_app import TASK_INBOX, TASK_INGEST, TASK_PAGE, TASK_RECONCILE
+from ocrq.worker.queue.celery_app import TASK_INBOX, TASK_INGEST, TASK_PAGE, TASK_RECONCILE, TASK_REDO
 from ocrq.worker.queue.dispatch import Dispatcher
 from ocrq.worker.queue.leases import LeaseHeartbeat
 
@@ -43,6 +44,7 @@ class WorkerContext:
         self._lock = threading.Lock()
         self._pipelines: dict[str, PagePipeline] = {}
         self._jobs: dict[int, Settings] = {}
+        self._primary_named: set[int] = set()
 
     @cached_property
     def engine(self) -> Engine:
@@ -74,7 +76,12 @@ class WorkerContext:
         with self._lock:
             if key not in self._pipelines:
                 self._pipelines[key] = pipeline_for(settings, self.store)
-            return self._pipelines[key]
+            pipeline, named = self._pipelines[key], job_id in self._primary_named
+        if not named:  # the job's pages are meant for this chain's first engine (degraded otherwise)
+            record_primary_engine(self.sessions, job_id, pipeline.chain.primary, settings.engines)
+            with self._lock:
+                self._primary_named.add(job_id)
+        return pipeline
 
     def job_of_page(self, page_id: int) -> int:
         with self.sessions() as session:
@@ -91,6 +98,7 @@ class WorkerContext:
         with self._lock:
             if len(self._jobs) > JOBS_REMEMBERED:
                 self._jobs.clear()
+                self._primary_named.clear()
             return self._jobs.setdefault(job_id, self.settings.for_job(recorded))
 
 
@@ -168,6 +176,17 @@ def _later(task: Task, page_id: int, job_id: int | None, error: Exception) -> No
         priority=delivery.get("priority"),
         retries=task.request.retries,
     )
+@shared_task(name=TASK_REDO, bind=True, ignore_result=True)
+def redo_page_task(self: Task, page_id: int, job_id: int) -> str:
+    """Read a degraded page again with the job's primary engine; its old result stays until then.
+    While the primary is down the task comes back later, as a page task does."""
+    from ocrq.worker.redo import RedoOutcome, redo_page
+
+    ctx = context()
+    outcome = redo_page(ctx.pipeline_for_job(job_id), page_id)
+    if outcome is RedoOutcome.RETRY and self.request.retries < ctx.settings.page_retries:
+        raise self.retry(countdown=ctx.settings.page_retry_backoff_seconds * 2**self.request.retries)
+    return outcome.value
 
 
 @shared_task(name=TASK_RECONCILE, ignore_result=True)

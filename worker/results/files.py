@@ -16,7 +16,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ocrq.db.fs_text import shown
 from ocrq.db.models import Document, Job, Page
+from ocrq.jobs.degraded import degraded_by_document
 from ocrq.redaction import hide_server_paths
 from ocrq.schemas import PageStatus
 from ocrq.settings import Settings
@@ -41,7 +43,11 @@ def write_job_outputs(
     out_dir.mkdir(parents=True, exist_ok=True)
     with sessions() as session:
         job = session.get_one(Job, job_id)
-        entries = [_write_document(session, doc, out_dir, settings, for_client) for doc in job.documents]
+        degraded = degraded_by_document(session, [job_id])
+        entries = [
+            _write_document(session, doc, out_dir, settings, for_client) | _degraded_entry(doc, degraded)
+            for doc in job.documents
+        ]
         batch = _batch_summary(session, job, entries)
     _write_json(out_dir / "batch.json", batch)
     return batch
@@ -98,7 +104,7 @@ def document_entry(document: Document, *, for_client: bool = False) -> dict[str,
         message = hide_server_paths(message, document.path, document.relpath)
     entry = {
         "path": document.relpath,
-        "source": document.path,
+        "source": shown(document.path),
         "status": document.status,
         "type": document.detected_type,
         "sha256": document.sha256,
@@ -158,7 +164,14 @@ def job_summary(sessions: sessionmaker[Session], job_id: int) -> dict[str, Any]:
     """What ``batch.json`` says, without writing anything: for ``ocrq status`` and the API."""
     with sessions() as session:
         job = session.get_one(Job, job_id)
-        return _batch_summary(session, job, [document_entry(doc) for doc in job.documents])
+        degraded = degraded_by_document(session, [job_id])
+        entries = [document_entry(doc) | _degraded_entry(doc, degraded) for doc in job.documents]
+        return _batch_summary(session, job, entries)
+
+
+def _degraded_entry(document: Document, degraded: dict[int, int]) -> dict[str, int]:
+    """Pages of the document read by a fallback engine (done, but weaker than the primary's)."""
+    return {"pages_degraded": degraded.get(document.id, 0)}
 
 
 def _batch_summary(session: Session, job: Job, entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -177,6 +190,7 @@ def _batch_summary(session: Session, job: Job, entries: list[dict[str, Any]]) ->
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
         "settings": job.settings,
+        "primary_engine": job.primary_engine,
         "counts": {
             "documents": dict(Counter(e["status"] for e in entries)),
             "pages": _page_counts(entries),
@@ -191,6 +205,7 @@ def _page_counts(entries: list[dict[str, Any]]) -> dict[str, int]:
         "total": sum(e["pages"] for e in entries),
         "done": sum(e["pages_done"] for e in entries),
         "failed": sum(e["pages_failed"] for e in entries),
+        "degraded": sum(e.get("pages_degraded", 0) for e in entries),
     }
 
 

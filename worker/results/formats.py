@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ocrq.db.fs_text import shown
 from ocrq.db.models import Document, Page
 from ocrq.errors import InputError, OcrqError, OutputError
 from ocrq.schemas import DocumentType, PageStatus
@@ -77,7 +78,7 @@ def text_parts(session: Session, document: Document) -> Iterator[str]:
 
 def alto_parts(session: Session, document: Document) -> Iterator[str]:
     return document_alto(
-        Path(document.path).name, document_words(session, document.id), _engines(session, document)
+        shown(Path(document.path).name), document_words(session, document.id), _engines(session, document)
     )
 
 

@@ -32,7 +32,7 @@ import pymupdf
 from ocrq.errors import OcrqError, OutputError, PdfaNotReached
 from ocrq.schemas import DocumentType
 from ocrq.worker.documents.render import _MUPDF_LOCK as MUPDF_LOCK
-from ocrq.worker.documents.render import MUPDF_ERRORS
+from ocrq.worker.documents.render import MUPDF_ERRORS, mupdf_open
 from ocrq.worker.results.existing_text import without_existing_text
 from ocrq.worker.results.page_images import page_image
 from ocrq.worker.results.words import PageWords
@@ -62,7 +62,7 @@ def write_searchable_pdf(
 
 
 def _layer_pdf(source: Path, pages: Iterable[PageWords], partial: Path, scratch: Path) -> None:
-    document = pymupdf.open(source, filetype="pdf")
+    document = mupdf_open(source)
     try:
         for chunk in _chunks(pages):
             pages_here = [words for words in chunk if words.index < document.page_count]

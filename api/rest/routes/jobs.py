@@ -6,7 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -26,6 +26,7 @@ from ocrq.api.rest.schemas import (
     JobOptions,
     JobsPage,
     PathsJobCreate,
+    RedoAccepted,
     ResultFormat,
 )
 from ocrq.api.rest.submission import Owner, Submitter
@@ -43,6 +44,7 @@ from ocrq.jobs.store import JobStore
 from ocrq.schemas import JobStatus
 from ocrq.settings import Settings
 from ocrq.worker.documents.sources import SourceFile
+from ocrq.worker.redo import plan_redo
 
 router = APIRouter(tags=["jobs"], responses=error_responses(401, 422))
 
@@ -223,6 +225,31 @@ async def cancel_job(job_id: JobId, caller: CallerDep, sessions: SessionsDep) ->
     if finished or not await run_in_threadpool(JobStore(sessions).cancel_job, job_id):
         raise JobAlreadyFinished(f"job {job_id} has finished already")
     return await run_in_threadpool(job_detail, sessions, caller, job_id)
+
+
+@router.post(
+    "/jobs/{job_id}/redo", status_code=202, response_model=RedoAccepted, responses=error_responses(404)
+)
+async def redo_job_pages(
+    job_id: JobId,
+    caller: CallerDep,
+    sessions: SessionsDep,
+    submitter: SubmitterDep,
+    pages: Annotated[
+        Literal["degraded"], Query(description="Which pages: those a fallback engine read")
+    ] = "degraded",
+) -> RedoAccepted:
+    """Read the job's degraded pages again with its primary engine; each keeps its result until then.
+
+    Only the job's own key (or an admin key) may; ``counts.pages.degraded`` of the job shows progress.
+    """
+    await run_in_threadpool(is_finished, sessions, caller, job_id)  # 404: unknown or not theirs
+    plan = await run_in_threadpool(plan_redo, sessions, job_id)
+    if plan.page_ids:
+        await run_in_threadpool(submitter.redo, plan)
+    return RedoAccepted(
+        job_id=job_id, pages=len(plan.page_ids), primary_engine=plan.primary, links=job_links(job_id)
+    )
 
 
 @router.get("/jobs/{job_id}/documents", response_model=DocumentsPage, responses=error_responses(404))

@@ -20,6 +20,7 @@ class RemoteTransformersEngine(VllmEngine):
 
     name = "transformers"
     model_hint = "set OCRQ_TRANSFORMERS_MODEL to match, or start the server with `ocrq serve-hf --model KEY`"
+    url_setting = "OCRQ_TRANSFORMERS_URL"
 
 
 def remote_transformers_engine(

@@ -221,6 +221,13 @@ class VllmClient:
         except httpx.HTTPError:
             return False
 
+    def models_answer(self) -> int | None:
+        """The HTTP status of ``/v1/models``; None when the server does not answer at all (down)."""
+        try:
+            return self._http.get("/v1/models", timeout=self.config.connect_timeout).status_code
+        except httpx.HTTPError:
+            return None
+
     def served_models(self) -> dict[str, int | None]:
         """Served model names with their ``max_model_len``; empty when the server cannot say."""
         try:

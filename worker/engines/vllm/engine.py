@@ -99,6 +99,7 @@ class VllmEngine:
 
     name = "vllm"
     model_hint = "set OCRQ_VLLM_SERVED_MODEL_NAME (or OCRQ_VLLM_MODEL) to match"
+    url_setting = "OCRQ_VLLM_URL"
 
     def __init__(
         self,
@@ -136,13 +137,29 @@ class VllmEngine:
         return engine
 
     def check_model(self) -> None:
-        """If the server is up and lists its models, ours must be among them (a loading one is let be)."""
+        """If the server is up and lists its models, ours must be among them (a loading one is let be).
+
+        A server that answers but cannot list models is the wrong URL or port: refusing now beats
+        every page failing ``model_not_served`` and silently falling back to a weaker engine.
+        """
+        status = self.client.models_answer()
+        if status is not None and status not in (200, 503):
+            self.client.close()
+            why = (
+                "it refuses our API key"
+                if status in (401, 403)
+                else "it is not an OpenAI-compatible server, or not on this URL or port"
+            )
+            raise ModelNotServed(
+                f"the server at {self.client.config.shown_url} ({self.url_setting}) answers {status} "
+                f"to /v1/models: {why}"
+            )
         served = self.client.served_models()
         if served and self.model not in served:
             self.client.close()
             raise ModelNotServed(
-                f"vLLM at {self.client.config.shown_url} serves {', '.join(served)}, not {self.model!r}; "
-                + self.model_hint
+                f"vLLM at {self.client.config.shown_url} ({self.url_setting}) serves {', '.join(served)}, "
+                f"not {self.model!r}; " + self.model_hint
             )
         if served.get(self.model):
             self._max_model_len = served[self.model]
