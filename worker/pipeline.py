@@ -1,7 +1,9 @@
-"""The page pipeline: claim a page, render it, run the engine chain, store the outcome.
+"""The page pipeline: claim a page, read its text layer or render it and run the engine chain, store it.
 
 The in-process runner and the Celery page task both call :meth:`PagePipeline.process`;
-it is the only place a page gets OCRed.
+it is the only place a page gets OCRed. A PDF page whose own text the gate trusts
+(``OCRQ_TEXT_LAYER``) is read from the file and never rendered; the decision is kept on
+the page as a note and in the attempts, either way.
 """
 
 from __future__ import annotations
@@ -14,15 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
+from ocrq.db.models import utcnow
 from ocrq.errors import OcrqError, PageRenderError
 from ocrq.jobs.store import JobStore, PageClaim, PageFinish
-from ocrq.schemas import DocumentType, PageStatus, PageTask
+from ocrq.schemas import DocumentType, PageNote, PageStatus, PageTask
 from ocrq.settings import Settings
-from ocrq.worker.documents.render import OpenedDocument, RenderLimits, open_document
-from ocrq.worker.engines.chain import EngineChain, chain_failure
+from ocrq.worker.documents.render import OpenedDocument, PdfDocument, RenderLimits, open_document
+from ocrq.worker.engines.chain import AttemptRecord, EngineChain, chain_failure
 from ocrq.worker.engines.selection import build_chain
+from ocrq.worker.engines.text_layer import ENGINE_NAME, MODEL, LayerReading, read_text_layer
 
 OPEN_DOCUMENTS_PER_THREAD = 2
 
@@ -83,10 +85,16 @@ class OpenDocuments:
 
 class PagePipeline:
     def __init__(
-        self, store: JobStore, chain: EngineChain, limits: RenderLimits, task: PageTask | None = None
+        self,
+        store: JobStore,
+        chain: EngineChain,
+        limits: RenderLimits,
+        task: PageTask | None = None,
+        text_layer: str = "auto",
     ) -> None:
         self.store, self.chain, self.task = store, chain, task or PageTask()
         self.documents = OpenDocuments(limits)
+        self.text_layer = text_layer
 
     def process(self, page_id: int, *, allow_retry: bool = False) -> PageOutcome:
         """OCR one page; safe to call again for the same page (a no-op once it is finished).
@@ -113,21 +121,50 @@ class PagePipeline:
     def _run(self, claim: PageClaim) -> PageFinish:
         clock = time.perf_counter()
         try:
-            image = self._render(claim)
+            return self._read(claim, clock)
         except OcrqError as error:
             return PageFinish(None, error, _ms_since(clock), None)
         except Exception as exc:  # a renderer bug fails this page, not the batch
-            log.exception("rendering page %d of %s failed unexpectedly", claim.index, claim.path)
+            log.exception("reading page %d of %s failed unexpectedly", claim.index, claim.path)
             error = PageRenderError(f"unexpected {type(exc).__name__}: {exc}")
             return PageFinish(None, error, _ms_since(clock), None)
-        render_ms = _ms_since(clock)
-        result, attempts = self.chain.recognize(image, self.task)
-        error = None if result else chain_failure(attempts)
-        return PageFinish(result, error, render_ms, image.size, attempts)
 
-    def _render(self, claim: PageClaim) -> Image.Image:
+    def _read(self, claim: PageClaim, clock: float) -> PageFinish:
         document = self.documents.get(claim.path, claim.doc_type)
-        return document.render(claim.index, self.chain.image_mode)
+        notes: list[PageNote] = []
+        attempts: list[AttemptRecord] = []
+        if self.text_layer != "off" and isinstance(document, PdfDocument):
+            reading, attempt = self._read_layer(document, claim.index)
+            if reading.result is not None:
+                return PageFinish(reading.result, None, None, reading.size, [attempt])
+            notes, attempts = list(reading.notes), [attempt]
+        image, render_notes = document.render_with_notes(claim.index, self.chain.image_mode)
+        render_ms = _ms_since(clock)
+        result, chain_attempts = self.chain.recognize(image, self.task)
+        if result is None:
+            return PageFinish(
+                None, chain_failure(chain_attempts), render_ms, image.size, attempts + chain_attempts
+            )
+        result.notes[:0] = notes + render_notes
+        return PageFinish(result, None, render_ms, image.size, attempts + chain_attempts)
+
+    def _read_layer(self, document: PdfDocument, index: int) -> tuple[LayerReading, AttemptRecord]:
+        """The page from its own text, or the gate's reason why not (recorded as an attempt)."""
+        started, clock = utcnow(), time.perf_counter()
+        only = self.text_layer == "only"
+        reading, damage = document.with_page(index, lambda page, zoom: read_text_layer(page, zoom, only))
+        reading = reading.with_damage(damage)
+        used = reading.result is not None
+        attempt = AttemptRecord(
+            ENGINE_NAME,
+            MODEL,
+            started,
+            _ms_since(clock),
+            "ok" if used else "rejected",
+            None if used else reading.verdict.code,
+            reading.verdict.message,
+        )
+        return reading, attempt
 
 
 def _ms_since(clock: float) -> float:
@@ -139,4 +176,5 @@ def pipeline_for(
 ) -> PagePipeline:
     """A pipeline configured as ``settings`` say: engines, render limits, what to ask the engines."""
     limits = RenderLimits.from_settings(settings)
-    return PagePipeline(store, chain_factory(settings), limits, PageTask(settings.prompt_mode))
+    task = PageTask(settings.prompt_mode)
+    return PagePipeline(store, chain_factory(settings), limits, task, settings.text_layer)

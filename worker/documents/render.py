@@ -15,11 +15,12 @@ import math
 import struct
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import pymupdf
 from PIL import Image, ImageFile, ImageOps
@@ -34,13 +35,18 @@ from ocrq.errors import (
     TooLarge,
     UnreadableDocument,
 )
-from ocrq.schemas import DocumentType
+from ocrq.schemas import DocumentType, PageNote
 from ocrq.settings import Settings
+
+T = TypeVar("T")
 
 PAGE_MODES = ("L", "RGB")
 POINTS_PER_INCH = 72
 PDF_TAIL_BYTES = 1024
 """Readers look for ``%%EOF`` in the last 1024 bytes; a file without it was cut short."""
+DAMAGED_SOURCE = "damaged_source"
+"""Warning code of a page that MuPDF drew with errors, or that comes from a truncated file."""
+MAX_NOTED_COMPLAINTS = 3
 
 MUPDF_ERRORS = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
 PILLOW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error)
@@ -88,6 +94,10 @@ class OpenedDocument(ABC):
     @abstractmethod
     def render(self, index: int, mode: str) -> Image.Image:
         """Page ``index`` (0-based) in Pillow mode "L" or "RGB"; a failure fails only this page."""
+
+    def render_with_notes(self, index: int, mode: str) -> tuple[Image.Image, list[PageNote]]:
+        """:meth:`render`, plus what the user should know about how the page was drawn."""
+        return self.render(index, mode), []
 
     @abstractmethod
     def close(self) -> None:
@@ -138,31 +148,66 @@ def _check_page_count(count: int, limits: RenderLimits, name: str) -> None:
 class PdfDocument(OpenedDocument):
     """A PDF held open by MuPDF; each render loads and rasterises a single page."""
 
-    def __init__(self, document: pymupdf.Document, name: str, limits: RenderLimits) -> None:
+    def __init__(
+        self, document: pymupdf.Document, name: str, limits: RenderLimits, damage: PageNote | None = None
+    ) -> None:
         super().__init__(name, document.page_count, limits)
         self._document: pymupdf.Document | None = document
+        self.damage = damage
+        """Why the whole file is suspect (truncated, repaired); every page carries this note."""
 
     @classmethod
     def open(cls, path: Path, limits: RenderLimits) -> PdfDocument:
         with _MUPDF_LOCK:
+            pymupdf.TOOLS.mupdf_warnings(reset=True)
             document = _open_pdf(path)
             try:
                 with _mupdf_errors(UnreadableDocument, f"{path.name} is not a readable PDF"):
                     _check_pdf(document, path)
                     _check_page_count(document.page_count, limits, path.name)
-                    return cls(document, path.name, limits)
+                    return cls(document, path.name, limits, _damage(document, path))
             except BaseException:
                 document.close()
                 raise
 
     def render(self, index: int, mode: str) -> Image.Image:
+        return self.render_with_notes(index, mode)[0]
+
+    def render_with_notes(self, index: int, mode: str) -> tuple[Image.Image, list[PageNote]]:
+        """The page and a ``damaged_source`` warning when MuPDF drew it with errors (part may be lost)."""
         self._check_request(index, mode)
         colorspace = pymupdf.csGRAY if mode == "L" else pymupdf.csRGB
+        return self.with_page(index, lambda page, zoom: self._rasterise(page, zoom, mode, colorspace))
+
+    def with_page(self, index: int, read: Callable[[pymupdf.Page, float], T]) -> tuple[T, list[PageNote]]:
+        """``read(page, zoom)`` under the MuPDF lock, with the damage notes MuPDF's complaints make.
+
+        ``zoom`` is the scale pages render at (points to pixels); PyMuPDF objects must not
+        escape ``read``.
+        """
+        if not 0 <= index < self.page_count:
+            raise PageRenderError(f"{self.name} has no page {index + 1} (it has {self.page_count})")
         with (
             _MUPDF_LOCK,
             _mupdf_errors(PageRenderError, f"page {index + 1} of {self.name} could not be rendered"),
         ):
-            return self._rasterise(index, mode, colorspace)
+            pymupdf.TOOLS.mupdf_warnings(reset=True)
+            page = self._opened().load_page(index)
+            value = read(page, pdf_zoom(page.rect, self.limits))
+            del page
+            return value, self._damage_notes(pymupdf.TOOLS.mupdf_warnings(reset=True))
+
+    def _damage_notes(self, complaints: str) -> list[PageNote]:
+        notes = [self.damage] if self.damage else []
+        said = list(dict.fromkeys(line for line in complaints.splitlines() if line.strip()))
+        if said:
+            summary = "; ".join(said[:MAX_NOTED_COMPLAINTS]) + (
+                "; ..." if len(said) > MAX_NOTED_COMPLAINTS else ""
+            )
+            notes.append(
+                PageNote(DAMAGED_SOURCE, f"MuPDF drew this page with errors: {summary}", warning=True)
+            )
+        return notes
 
     def close(self) -> None:
         with _MUPDF_LOCK:
@@ -170,14 +215,14 @@ class PdfDocument(OpenedDocument):
                 self._document.close()
                 self._document = None
 
-    def _rasterise(self, index: int, mode: str, colorspace: pymupdf.Colorspace) -> Image.Image:
-        """Runs under the lock, so the page and pixmap are also freed under it when this returns."""
-        page = self._opened().load_page(index)
-        zoom = pdf_zoom(page.rect, self.limits)
+    def _rasterise(
+        self, page: pymupdf.Page, zoom: float, mode: str, colorspace: pymupdf.Colorspace
+    ) -> Image.Image:
+        """Runs under the lock, so the pixmap is also freed under it when this returns."""
         pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=colorspace, alpha=False)
         image = Image.frombytes(mode, (pixmap.width, pixmap.height), pixmap.samples_mv)
         image.info["dpi"] = (zoom * POINTS_PER_INCH, zoom * POINTS_PER_INCH)  # engines size text by it
-        del page, pixmap
+        del pixmap
         pymupdf.TOOLS.store_shrink(100)  # MuPDF caches every decoded image (up to 256 MB): memory flat
         return image
 
@@ -202,15 +247,36 @@ def _check_pdf(document: pymupdf.Document, path: Path) -> None:
     """Refuse what MuPDF opened but cannot give us real pages from.
 
     An owner password alone only restricts permissions and MuPDF opens such
-    files, so only a required user password is refused. MuPDF also "repairs"
-    truncated files into pages that render blank or half-drawn; a repaired file
-    that also lacks its end-of-file marker was cut short, and OCRing it would
-    report empty text as success.
+    files, so only a required user password is refused. A damaged file that
+    MuPDF repairs is read page by page (each page says what it lost); only one
+    from which no page at all could be recovered is unreadable.
     """
     if document.needs_pass:
         raise EncryptedDocument(f"{path.name} is encrypted and needs a password to open")
-    if document.is_repaired and (document.page_count == 0 or not _has_pdf_trailer(path)):
-        raise UnreadableDocument(f"{path.name} is damaged or truncated; no complete page could be recovered")
+    if document.is_repaired and document.page_count == 0:
+        raise UnreadableDocument(f"{path.name} is damaged or truncated; no page could be recovered")
+
+
+def _damage(document: pymupdf.Document, path: Path) -> PageNote | None:
+    """What every page of a repaired file should say; None for a sound file.
+
+    A repaired file without its end-of-file marker was cut short: any page may
+    miss fonts or images that lived in the lost part, even where MuPDF says
+    nothing, so that is a warning. A complete file with a broken cross-reference
+    table (rebuilt by scanning the objects) only gets an informative note.
+    """
+    if not document.is_repaired:
+        return None
+    if not _has_pdf_trailer(path):
+        message = (
+            f"the file is truncated (no %%EOF); MuPDF repaired it and recovered {document.page_count} page(s)"
+        )
+        return PageNote(DAMAGED_SOURCE, message, warning=True)
+    complaints = pymupdf.TOOLS.mupdf_warnings(reset=True).splitlines()
+    detail = f" ({complaints[0]})" if complaints else ""
+    return PageNote(
+        "source_repaired", f"the file's cross-references were damaged; MuPDF repaired them{detail}"
+    )
 
 
 def _has_pdf_trailer(path: Path) -> bool:

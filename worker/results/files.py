@@ -130,6 +130,7 @@ def page_entry(page: Page, client_of: Document | None = None) -> dict[str, Any]:
         "text": page.text,
         "markdown": page.markdown,
         "cells": page.cells or [],
+        "notes": page.notes or [],
         "error": error,
         "timings": {
             "queued_at": _iso(page.queued_at),
