@@ -47,6 +47,9 @@ PDF_TAIL_BYTES = 1024
 DAMAGED_SOURCE = "damaged_source"
 """Warning code of a page that MuPDF drew with errors, or that comes from a truncated file."""
 MAX_NOTED_COMPLAINTS = 3
+HARMLESS_COMPLAINTS = ("FT_", "... repeated")
+"""MuPDF messages that lose nothing: FreeType metrics of a glyph a subset font lacks (TeX PDFs
+ask for glyph 3 of every font), and MuPDF's own repeat counter."""
 
 MUPDF_ERRORS = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
 PILLOW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error)
@@ -199,7 +202,7 @@ class PdfDocument(OpenedDocument):
 
     def _damage_notes(self, complaints: str) -> list[PageNote]:
         notes = [self.damage] if self.damage else []
-        said = list(dict.fromkeys(line for line in complaints.splitlines() if line.strip()))
+        said = list(dict.fromkeys(line for line in complaints.splitlines() if _is_damage(line)))
         if said:
             summary = "; ".join(said[:MAX_NOTED_COMPLAINTS]) + (
                 "; ..." if len(said) > MAX_NOTED_COMPLAINTS else ""
@@ -255,6 +258,10 @@ def _check_pdf(document: pymupdf.Document, path: Path) -> None:
         raise EncryptedDocument(f"{path.name} is encrypted and needs a password to open")
     if document.is_repaired and document.page_count == 0:
         raise UnreadableDocument(f"{path.name} is damaged or truncated; no page could be recovered")
+
+
+def _is_damage(complaint: str) -> bool:
+    return bool(complaint.strip()) and not complaint.startswith(HARMLESS_COMPLAINTS)
 
 
 def _damage(document: pymupdf.Document, path: Path) -> PageNote | None:

@@ -49,13 +49,13 @@ class LayerVerdict:
 def judge_layer(page: pymupdf.Page, text: str) -> LayerVerdict:
     """Accept the page's text layer, or reject it with the first reason that applies."""
     chars = "".join(text.split())
-    if len(chars) < MIN_TRUSTED_CHARS:
-        return _judge_sparse(page, chars)
-    invisible = _invisible_share(page)
+    invisible = _invisible_share(page) if chars else 0.0
     if invisible > INVISIBLE_SHARE:
         return LayerVerdict(
             False, "invisible_text", f"{invisible:.0%} of the text is invisible (earlier OCR)"
         )
+    if len(chars) < MIN_TRUSTED_CHARS:
+        return _judge_sparse(page, chars)
     return _judge_characters(chars) or _judge_images(page, chars) or _accepted(chars)
 
 
