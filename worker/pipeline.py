@@ -23,8 +23,9 @@ from ocrq.schemas import DocumentType, PageNote, PageStatus, PageTask
 from ocrq.settings import Settings
 from ocrq.worker.documents.render import OpenedDocument, PdfDocument, RenderLimits, open_document
 from ocrq.worker.engines.chain import AttemptRecord, EngineChain, chain_failure
+from ocrq.worker.engines.regions import append_region, recognize_region
 from ocrq.worker.engines.selection import build_chain
-from ocrq.worker.engines.text_layer import ENGINE_NAME, MODEL, LayerReading, read_text_layer
+from ocrq.worker.engines.text_layer import ENGINE_NAME, MODEL, LayerReading, read_text_layer, text_pictures
 
 OPEN_DOCUMENTS_PER_THREAD = 2
 
@@ -136,7 +137,7 @@ class PagePipeline:
         if self.text_layer != "off" and isinstance(document, PdfDocument):
             reading, attempt = self._read_layer(document, claim.index)
             if reading.result is not None:
-                return PageFinish(reading.result, None, None, reading.size, [attempt])
+                return self._with_pictures(document, claim.index, reading, [attempt], clock)
             notes, attempts = list(reading.notes), [attempt]
         image, render_notes = document.render_with_notes(claim.index, self.chain.image_mode)
         render_ms = _ms_since(clock)
@@ -147,6 +148,30 @@ class PagePipeline:
             )
         result.notes[:0] = notes + render_notes
         return PageFinish(result, None, render_ms, image.size, attempts + chain_attempts)
+
+    def _with_pictures(
+        self,
+        document: PdfDocument,
+        index: int,
+        reading: LayerReading,
+        attempts: list[AttemptRecord],
+        clock: float,
+    ) -> PageFinish:
+        """A layer page showing pictures big enough to hold text: those are rendered and OCRed too."""
+        result = reading.result
+        assert result is not None
+        pictures = text_pictures(reading)
+        if not pictures:
+            return PageFinish(result, None, None, reading.size, attempts)
+        image, _ = document.render_with_notes(index, self.chain.image_mode)
+        render_ms = _ms_since(clock)
+        for box in pictures:
+            found, tried = recognize_region(self.chain, image, box, self.task)
+            attempts += tried
+            if found is not None:
+                append_region(result, found)
+        result.notes.append(PageNote("pictures_ocred", f"{len(pictures)} picture(s) on the page were OCRed"))
+        return PageFinish(result, None, render_ms, image.size, attempts)
 
     def _read_layer(self, document: PdfDocument, index: int) -> tuple[LayerReading, AttemptRecord]:
         """The page from its own text, or the gate's reason why not (recorded as an attempt)."""

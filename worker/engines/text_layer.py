@@ -30,6 +30,10 @@ TEXT_FLAGS = pymupdf.TEXTFLAGS_TEXT
 """The flags of ``get_text("text")``: ligatures and whitespace as typeset, text clipped to the page."""
 TITLE_SCALE, HEADER_SCALE = 1.6, 1.15
 """A block whose font is this much larger than the page's body text is a title / section header."""
+PICTURE_MIN_SQUARE_INCHES = 2.0
+"""Pictures at least this large may hold text the layer lacks (a pasted scan): they are OCRed.
+A logo or an icon is smaller."""
+PICTURE_MARGIN_INCHES = 0.2
 TABLE_MIN_RULES = 6
 """Ruling lines below which a page is not searched for tables (the search costs 0.1-1.5 s)."""
 LIST_ITEM = re.compile(r"^\s*([•◦▪‣∙●○■□\-–—*]|\(?\d{1,2}[.)]|\(?[a-z][.)])\s+")
@@ -73,6 +77,7 @@ class LayerReading:
     result: PageResult | None
     size: tuple[int, int]
     """The page's pixel size at the render zoom: the frame of the cells' boxes."""
+    zoom: float
     damage: tuple[PageNote, ...] = ()
     """What MuPDF complained about while the layer was read."""
 
@@ -98,7 +103,7 @@ def read_text_layer(page: pymupdf.Page, zoom: float, keep_rejected: bool = False
     verdict = judge_layer(page, text).note()
     frame = PixelFrame(page, zoom)
     if verdict.code != ACCEPTED and not keep_rejected:
-        return LayerReading(verdict, None, frame.size)
+        return LayerReading(verdict, None, frame.size, zoom)
     cells = layer_cells(page, textpage, frame)
     result = PageResult(
         text=text.strip(),
@@ -109,7 +114,32 @@ def read_text_layer(page: pymupdf.Page, zoom: float, keep_rejected: bool = False
         ocr_ms=(time.perf_counter() - started) * 1000,
         notes=[verdict],
     )
-    return LayerReading(verdict, result, frame.size)
+    return LayerReading(verdict, result, frame.size, zoom)
+
+
+def text_pictures(reading: LayerReading) -> list[Box]:
+    """Picture cells of a layer page large enough to OCR, in page pixels."""
+    if reading.result is None:
+        return []
+    inch = reading.zoom * 72
+    big = [
+        cell.bbox
+        for cell in reading.result.cells
+        if cell.category == "Picture"
+        and (cell.bbox[2] - cell.bbox[0]) * (cell.bbox[3] - cell.bbox[1])
+        >= PICTURE_MIN_SQUARE_INCHES * inch**2
+    ]
+    return [_padded(box, round(inch * PICTURE_MARGIN_INCHES), reading.size) for box in big]
+
+
+def _padded(box: Box, margin: int, size: tuple[int, int]) -> Box:
+    """Tesseract misreads text that touches the image edge; a margin of page around it helps."""
+    return (
+        max(box[0] - margin, 0),
+        max(box[1] - margin, 0),
+        min(box[2] + margin, size[0]),
+        min(box[3] + margin, size[1]),
+    )
 
 
 def layer_cells(page: pymupdf.Page, textpage: pymupdf.TextPage, frame: PixelFrame) -> list[LayoutCell]:
