@@ -23,7 +23,7 @@ from ocrq.schemas import DocumentType, PageNote, PageStatus, PageTask
 from ocrq.settings import Settings
 from ocrq.worker.documents.render import OpenedDocument, PdfDocument, RenderLimits, open_document
 from ocrq.worker.engines.chain import AttemptRecord, EngineChain, chain_failure
-from ocrq.worker.engines.regions import append_region, recognize_region
+from ocrq.worker.engines.regions import append_region, read_in_tiles, recognize_region
 from ocrq.worker.engines.selection import build_chain
 from ocrq.worker.engines.text_layer import ENGINE_NAME, MODEL, LayerReading, read_text_layer, text_pictures
 
@@ -139,6 +139,8 @@ class PagePipeline:
             if reading.result is not None:
                 return self._with_pictures(document, claim.index, reading, [attempt], clock)
             notes, attempts = list(reading.notes), [attempt]
+        if isinstance(document, PdfDocument) and document.needs_tiles(claim.index):
+            return self._read_tiles(document, claim.index, notes, attempts, clock)
         image, render_notes = document.render_with_notes(claim.index, self.chain.image_mode)
         render_ms = _ms_since(clock)
         result, chain_attempts = self.chain.recognize(image, self.task)
@@ -148,6 +150,21 @@ class PagePipeline:
             )
         result.notes[:0] = notes + render_notes
         return PageFinish(result, None, render_ms, image.size, attempts + chain_attempts)
+
+    def _read_tiles(
+        self,
+        document: PdfDocument,
+        index: int,
+        notes: list[PageNote],
+        attempts: list[AttemptRecord],
+        clock: float,
+    ) -> PageFinish:
+        tiled = read_in_tiles(self.chain, document, index, self.task)
+        attempts = attempts + tiled.attempts
+        if tiled.result is None:
+            return PageFinish(None, chain_failure(tiled.attempts), tiled.render_ms, tiled.size, attempts)
+        tiled.result.notes[:0] = notes + tiled.notes
+        return PageFinish(tiled.result, None, tiled.render_ms, tiled.size, attempts)
 
     def _with_pictures(
         self,

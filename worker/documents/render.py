@@ -180,7 +180,8 @@ class PdfDocument(OpenedDocument):
         """The page and a ``damaged_source`` warning when MuPDF drew it with errors (part may be lost)."""
         self._check_request(index, mode)
         colorspace = pymupdf.csGRAY if mode == "L" else pymupdf.csRGB
-        return self.with_page(index, lambda page, zoom: self._rasterise(page, zoom, mode, colorspace))
+        image, notes = self.with_page(index, lambda page, zoom: self._rasterise(page, zoom, mode, colorspace))
+        return image, notes + scale_notes(image, self.limits.dpi)
 
     def with_page(self, index: int, read: Callable[[pymupdf.Page, float], T]) -> tuple[T, list[PageNote]]:
         """``read(page, zoom)`` under the MuPDF lock, with the damage notes MuPDF's complaints make.
@@ -199,6 +200,40 @@ class PdfDocument(OpenedDocument):
             value = read(page, pdf_zoom(page.rect, self.limits))
             del page
             return value, self._damage_notes(pymupdf.TOOLS.mupdf_warnings(reset=True))
+
+    def full_size(self, index: int) -> tuple[float, tuple[int, int]]:
+        """The zoom of the job's DPI and the page's pixel size at it, whatever the pixel cap says."""
+        zoom = self.limits.dpi / POINTS_PER_INCH
+        return zoom, self.full_size_at(index, zoom)
+
+    def full_size_at(self, index: int, zoom: float) -> tuple[int, int]:
+        size, _ = self.with_page(index, lambda page, _: (page.rect * pymupdf.Matrix(zoom, zoom)).irect)
+        return size.width, size.height
+
+    def needs_tiles(self, index: int) -> bool:
+        """Whether the page at the job's DPI exceeds the pixel cap (it would be shrunk to fit)."""
+        _, (width, height) = self.full_size(index)
+        return width * height > self.limits.max_page_pixels
+
+    def render_region(
+        self, index: int, zoom: float, box: tuple[int, int, int, int], mode: str
+    ) -> tuple[Image.Image, list[PageNote]]:
+        """Part of the page (``box`` in pixels of the page as shown, at ``zoom``): a tile of a huge page."""
+        self._check_request(index, mode)
+        colorspace = pymupdf.csGRAY if mode == "L" else pymupdf.csRGB
+        clip = pymupdf.Rect(box) / zoom  # in the shown (rotated) page's points, as PyMuPDF clips
+
+        def draw(page: pymupdf.Page, _: float) -> Image.Image:
+            pixmap = page.get_pixmap(
+                matrix=pymupdf.Matrix(zoom, zoom), clip=clip, colorspace=colorspace, alpha=False
+            )
+            image = Image.frombytes(mode, (pixmap.width, pixmap.height), pixmap.samples_mv)
+            image.info["dpi"] = (zoom * POINTS_PER_INCH, zoom * POINTS_PER_INCH)
+            del pixmap
+            pymupdf.TOOLS.store_shrink(100)
+            return image
+
+        return self.with_page(index, draw)
 
     def _damage_notes(self, complaints: str) -> list[PageNote]:
         notes = [self.damage] if self.damage else []
@@ -290,6 +325,17 @@ def _has_pdf_trailer(path: Path) -> bool:
     with path.open("rb") as file:
         file.seek(max(0, path.stat().st_size - PDF_TAIL_BYTES))
         return b"%%EOF" in file.read()
+
+
+def scale_notes(image: Image.Image, dpi: int) -> list[PageNote]:
+    """A ``scale_note`` when the page was shrunk below the job's DPI to fit the pixel cap."""
+    shown = image.info.get("dpi", (dpi, dpi))[0]
+    if shown >= dpi - 0.5:
+        return []
+    message = (
+        f"rendered at {shown:.0f} dpi instead of {dpi} to fit OCRQ_MAX_PAGE_PIXELS; small text may be lost"
+    )
+    return [PageNote("scale_note", message)]
 
 
 def pdf_zoom(page_rect: pymupdf.Rect, limits: RenderLimits) -> float:

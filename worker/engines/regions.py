@@ -7,12 +7,20 @@ large for the pixel cap, read in tiles at the job's DPI instead of shrunk below 
 
 from __future__ import annotations
 
+import math
+import time
+from dataclasses import dataclass
+
 from PIL import Image
 
-from ocrq.schemas import LayoutCell, PageResult, PageTask, TextLine, Word
+from ocrq.schemas import LayoutCell, PageNote, PageResult, PageTask, TextLine, Word
+from ocrq.worker.documents.render import PdfDocument
+from ocrq.worker.documents.tiles import MAX_TILES, OVERLAP_INCHES, owning_tile, plan_tiles
 from ocrq.worker.engines.chain import AttemptRecord, EngineChain
 
 Box = tuple[int, int, int, int]
+TILE_FILL = 0.8
+"""Tiles overlap, so a page is lowered to this share of MAX_TILES full tiles when it has to be."""
 
 
 def recognize_region(
@@ -49,3 +57,59 @@ def append_region(result: PageResult, region: PageResult) -> None:
     result.text = "\n\n".join(part for part in (result.text, region.text) if part)
     result.markdown = "\n\n".join(part for part in (result.markdown, region.markdown) if part)
     result.ocr_ms += region.ocr_ms
+
+
+@dataclass
+class TiledReading:
+    result: PageResult | None
+    attempts: list[AttemptRecord]
+    size: tuple[int, int]
+    notes: list[PageNote]
+    render_ms: float = 0.0
+
+
+def read_in_tiles(chain: EngineChain, document: PdfDocument, index: int, task: PageTask) -> TiledReading:
+    """A page too large for the pixel cap, OCRed tile by tile at the job's DPI (fewer dpi past MAX_TILES)."""
+    zoom, (width, height) = document.full_size(index)
+    cap = document.limits.max_page_pixels
+    if width * height > MAX_TILES * cap * TILE_FILL:
+        zoom *= math.sqrt(MAX_TILES * cap * TILE_FILL / (width * height))
+        width, height = document.full_size_at(index, zoom)
+    tiles = plan_tiles(width, height, cap, round(zoom * 72 * OVERLAP_INCHES))
+    reading = TiledReading(None, [], (width, height), [])
+    for number, tile in enumerate(tiles):
+        clock = time.perf_counter()
+        image, drawn = document.render_region(index, zoom, tile, chain.image_mode)
+        reading.render_ms += (time.perf_counter() - clock) * 1000
+        reading.notes += [note for note in drawn if note not in reading.notes]
+        found, tried = chain.recognize(image, task)
+        reading.attempts += tried
+        if found is None:
+            reading.result = None
+            return reading
+        _keep_own_cells(found, tile, number, tiles)
+        if reading.result is None:
+            reading.result = found
+        else:
+            append_region(reading.result, found)
+    reading.notes += _tile_notes(len(tiles), zoom * 72, document.limits.dpi)
+    return reading
+
+
+def _keep_own_cells(found: PageResult, tile: Box, number: int, tiles: list[Box]) -> None:
+    """Cells on the whole page; those nearer another tile's centre are that tile's (overlaps)."""
+    moved = [shift_cell(cell, tile[0], tile[1]) for cell in found.cells]
+    found.cells = [cell for cell in moved if owning_tile(cell.bbox, tiles) == number]
+    found.text = "\n\n".join(cell.text for cell in found.cells if cell.text)
+    found.markdown = found.text
+
+
+def _tile_notes(count: int, dpi: float, wanted: int) -> list[PageNote]:
+    notes = [
+        PageNote("tiled", f"read in {count} tiles at {dpi:.0f} dpi: the page exceeds OCRQ_MAX_PAGE_PIXELS")
+    ]
+    if dpi < wanted - 0.5:
+        notes.append(
+            PageNote("scale_note", f"read at {dpi:.0f} dpi instead of {wanted}: over {MAX_TILES} tiles")
+        )
+    return notes
