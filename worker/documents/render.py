@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TypeVar
 
 import pymupdf
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile
 
 from ocrq.errors import (
     ConfigurationError,
@@ -37,6 +37,10 @@ from ocrq.errors import (
 )
 from ocrq.schemas import DocumentType, PageNote
 from ocrq.settings import Settings
+from ocrq.worker.documents.pdf_damage import damage_notes, scale_notes, whole_file_damage
+from ocrq.worker.documents.pixels import fit_pixels, image_page
+
+__all__ = ["fit_pixels", "image_page"]  # re-exported: callers read pages through this module
 
 T = TypeVar("T")
 
@@ -44,13 +48,6 @@ PAGE_MODES = ("L", "RGB")
 POINTS_PER_INCH = 72
 PDF_TAIL_BYTES = 1024
 """Readers look for ``%%EOF`` in the last 1024 bytes; a file without it was cut short."""
-DAMAGED_SOURCE = "damaged_source"
-"""Warning code of a page that MuPDF drew with errors, or that comes from a truncated file."""
-MAX_NOTED_COMPLAINTS = 3
-HARMLESS_COMPLAINTS = ("FT_", "... repeated")
-"""MuPDF messages that lose nothing: FreeType metrics of a glyph a subset font lacks (TeX PDFs
-ask for glyph 3 of every font), and MuPDF's own repeat counter."""
-
 MUPDF_ERRORS = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
 PILLOW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error)
 
@@ -62,8 +59,6 @@ PILLOW_FORMATS = {
     DocumentType.BMP: "BMP",
     DocumentType.GIF: "GIF",
 }
-NEAREST_ONLY_MODES = frozenset({"1", "P", "PA"})
-"""Pillow resizes these by picking pixels; converting them first keeps thin strokes."""
 
 _MUPDF_LOCK = threading.Lock()
 """PyMuPDF shares one MuPDF context and is not thread-safe; page workers take turns."""
@@ -168,7 +163,9 @@ class PdfDocument(OpenedDocument):
                 with _mupdf_errors(UnreadableDocument, f"{path.name} is not a readable PDF"):
                     _check_pdf(document, path)
                     _check_page_count(document.page_count, limits, path.name)
-                    return cls(document, path.name, limits, _damage(document, path))
+                    return cls(
+                        document, path.name, limits, whole_file_damage(document, _has_pdf_trailer(path))
+                    )
             except BaseException:
                 document.close()
                 raise
@@ -199,7 +196,7 @@ class PdfDocument(OpenedDocument):
             page = self._opened().load_page(index)
             value = read(page, pdf_zoom(page.rect, self.limits))
             del page
-            return value, self._damage_notes(pymupdf.TOOLS.mupdf_warnings(reset=True))
+            return value, damage_notes(self.damage, pymupdf.TOOLS.mupdf_warnings(reset=True))
 
     def full_size(self, index: int) -> tuple[float, tuple[int, int]]:
         """The zoom of the job's DPI and the page's pixel size at it, whatever the pixel cap says."""
@@ -234,18 +231,6 @@ class PdfDocument(OpenedDocument):
             return image
 
         return self.with_page(index, draw)
-
-    def _damage_notes(self, complaints: str) -> list[PageNote]:
-        notes = [self.damage] if self.damage else []
-        said = list(dict.fromkeys(line for line in complaints.splitlines() if _is_damage(line)))
-        if said:
-            summary = "; ".join(said[:MAX_NOTED_COMPLAINTS]) + (
-                "; ..." if len(said) > MAX_NOTED_COMPLAINTS else ""
-            )
-            notes.append(
-                PageNote(DAMAGED_SOURCE, f"MuPDF drew this page with errors: {summary}", warning=True)
-            )
-        return notes
 
     def close(self) -> None:
         with _MUPDF_LOCK:
@@ -295,47 +280,10 @@ def _check_pdf(document: pymupdf.Document, path: Path) -> None:
         raise UnreadableDocument(f"{path.name} is damaged or truncated; no page could be recovered")
 
 
-def _is_damage(complaint: str) -> bool:
-    return bool(complaint.strip()) and not complaint.startswith(HARMLESS_COMPLAINTS)
-
-
-def _damage(document: pymupdf.Document, path: Path) -> PageNote | None:
-    """What every page of a repaired file should say; None for a sound file.
-
-    A repaired file without its end-of-file marker was cut short: any page may
-    miss fonts or images that lived in the lost part, even where MuPDF says
-    nothing, so that is a warning. A complete file with a broken cross-reference
-    table (rebuilt by scanning the objects) only gets an informative note.
-    """
-    if not document.is_repaired:
-        return None
-    if not _has_pdf_trailer(path):
-        message = (
-            f"the file is truncated (no %%EOF); MuPDF repaired it and recovered {document.page_count} page(s)"
-        )
-        return PageNote(DAMAGED_SOURCE, message, warning=True)
-    complaints = pymupdf.TOOLS.mupdf_warnings(reset=True).splitlines()
-    detail = f" ({complaints[0]})" if complaints else ""
-    return PageNote(
-        "source_repaired", f"the file's cross-references were damaged; MuPDF repaired them{detail}"
-    )
-
-
 def _has_pdf_trailer(path: Path) -> bool:
     with path.open("rb") as file:
         file.seek(max(0, path.stat().st_size - PDF_TAIL_BYTES))
         return b"%%EOF" in file.read()
-
-
-def scale_notes(image: Image.Image, dpi: int) -> list[PageNote]:
-    """A ``scale_note`` when the page was shrunk below the job's DPI to fit the pixel cap."""
-    shown = image.info.get("dpi", (dpi, dpi))[0]
-    if shown >= dpi - 0.5:
-        return []
-    message = (
-        f"rendered at {shown:.0f} dpi instead of {dpi} to fit OCRQ_MAX_PAGE_PIXELS; small text may be lost"
-    )
-    return [PageNote("scale_note", message)]
 
 
 def pdf_zoom(page_rect: pymupdf.Rect, limits: RenderLimits) -> float:
@@ -427,62 +375,3 @@ def _pillow_errors(error: type[InputError], context: str, name: str) -> Iterator
         raise TooLarge(f"{name} is too large to decode safely: {exc}") from exc
     except PILLOW_ERRORS as exc:
         raise error(f"{context}: {exc}") from exc
-
-
-def image_page(image: ImageFile.ImageFile, mode: str, max_pixels: int) -> Image.Image:
-    """Decode the current frame upright, in ``mode``, within ``max_pixels``; a new image, never ``image``."""
-    _draft_within(image, mode, max_pixels)
-    image.load()
-    ImageOps.exif_transpose(image, in_place=True)
-    if image.mode in NEAREST_ONLY_MODES:
-        return fit_pixels(_to_mode(image, mode), max_pixels)
-    return _to_mode(fit_pixels(image, max_pixels), mode)
-
-
-def _draft_within(image: ImageFile.ImageFile, mode: str, max_pixels: int) -> None:
-    """Let libjpeg decode at 1/2, 1/4 or 1/8 size (and straight to grey) instead of full then shrink."""
-    if image.format != "JPEG":
-        return
-    width, height = image.size
-    scale = min(1.0, math.sqrt(max_pixels / (width * height)))
-    image.draft(mode, (math.ceil(width * scale), math.ceil(height * scale)))
-
-
-def fit_pixels(image: Image.Image, max_pixels: int) -> Image.Image:
-    """Shrink, keeping the aspect ratio, to at most ``max_pixels``; small images are returned as they are."""
-    width, height = image.size
-    if width * height <= max_pixels:
-        return image
-    scale = math.sqrt(max_pixels / (width * height))
-    size = (max(1, math.floor(width * scale)), max(1, math.floor(height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
-
-
-def _to_mode(image: Image.Image, mode: str) -> Image.Image:
-    """Always a new image: transparency on white paper, deep pixels scaled, not clipped."""
-    if image.has_transparency_data:
-        image = _on_white(image)
-    elif image.mode.startswith("I") or image.mode == "F":
-        image = _scaled_to_grey(image)
-    try:
-        return image.convert(mode)
-    except ValueError:  # Pillow converts some modes (LAB) only to RGB
-        return image.convert("RGB").convert(mode)
-
-
-def _on_white(image: Image.Image) -> Image.Image:
-    """Transparent areas are blank paper, not black (what a plain convert would give)."""
-    paper = Image.new("RGBA", image.size, "white")
-    paper.alpha_composite(image.convert("RGBA"))
-    return paper.convert("RGB")
-
-
-def _scaled_to_grey(image: Image.Image) -> Image.Image:
-    """16-bit and float pixels mapped onto 0-255 by their range; Pillow's convert clips them to white."""
-    wide = image.convert("F")
-    low, high = wide.getextrema()
-    low, high = min(float(low), 0.0), max(float(high), 255.0)
-    if (low, high) == (0.0, 255.0):
-        return wide.convert("L")
-    scale = 255 / (high - low)
-    return wide.point(lambda value: (value - low) * scale).convert("L")
