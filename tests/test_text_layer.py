@@ -7,6 +7,7 @@ Jobs run through ``submit-batch`` with real Tesseract, as a user would run them.
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pymupdf
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 from rapidfuzz.distance import Levenshtein
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
@@ -198,3 +200,35 @@ def test_words_carry_boxes_in_page_pixels(tmp_path: Path) -> None:
     assert [word.text for word in words] == ["Exact", "words", "here"]
     x0, y0, _, y1 = words[0].bbox
     assert 115 <= x0 <= 125 and 125 <= y1 <= 170 and y1 - y0 >= 30  # 60 pt, baseline at 80 pt, 20 pt type
+
+
+def _doubtful_pages(path: Path) -> Path:
+    """Page 1: a third of its layer invisible; page 2: typed text over a page-wide background image."""
+    document = pymupdf.open()
+    add_text_page(
+        document, ["Quarterly report of the warehouse", "Inventory counted on Monday morning"], size=20
+    )
+    document[0].insert_text((60, 400), "Hidden words nobody can see here at all", fontsize=20, render_mode=3)
+    lines = ["Minutes of the annual meeting", "The board approved the budget", "Members present signed below"]
+    add_text_page(document, lines * 3, size=20)
+    paper = io.BytesIO()
+    Image.new("L", (60, 80), 235).save(paper, format="PNG")
+    document[1].insert_image(document[1].rect, stream=paper.getvalue(), overlay=False)
+    return save(document, path)
+
+
+def test_a_doubtful_layer_is_checked_against_ocr(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    _doubtful_pages(tmp_path / "in" / "doubt.pdf")
+    _submit(tmp_path / "in", tmp_path / "out", OCRQ_TESSERACT_LANGS="eng")
+    hidden, background = _pages(tmp_path / "out", "doubt.pdf")
+    assert hidden["engine"] == "tesseract" and "Hidden" not in hidden["text"]
+    assert hidden["notes"][0]["message"].startswith("disagrees_with_ocr")
+    assert background["engine"] == "text_layer"
+    assert "doubtful (text over an image" in background["notes"][0]["message"]
+    assert background["notes"][1]["code"] == "text_layer_checked"
+    assert background["text"].split("\n")[:3] == [
+        "Minutes of the annual meeting",
+        "The board approved the budget",
+        "Members present signed below",
+    ]

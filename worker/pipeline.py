@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ocrq.db.models import utcnow
@@ -26,6 +26,7 @@ from ocrq.worker.engines.chain import AttemptRecord, EngineChain, chain_failure
 from ocrq.worker.engines.regions import append_region, read_in_tiles, recognize_region
 from ocrq.worker.engines.selection import build_chain
 from ocrq.worker.engines.text_layer import ENGINE_NAME, MODEL, LayerReading, read_text_layer, text_pictures
+from ocrq.worker.engines.text_layer_gate import AGREEMENT_NEEDED, REJECTED, layer_agreement
 
 OPEN_DOCUMENTS_PER_THREAD = 2
 
@@ -136,6 +137,8 @@ class PagePipeline:
         attempts: list[AttemptRecord] = []
         if self.text_layer != "off" and isinstance(document, PdfDocument):
             reading, attempt = self._read_layer(document, claim.index)
+            if reading.result is not None and reading.doubt:
+                return self._settle_doubt(document, claim.index, reading, attempt, clock)
             if reading.result is not None:
                 return self._with_pictures(document, claim.index, reading, [attempt], clock)
             notes, attempts = list(reading.notes), [attempt]
@@ -165,6 +168,28 @@ class PagePipeline:
             return PageFinish(None, chain_failure(tiled.attempts), tiled.render_ms, tiled.size, attempts)
         tiled.result.notes[:0] = notes + tiled.notes
         return PageFinish(tiled.result, None, tiled.render_ms, tiled.size, attempts)
+
+    def _settle_doubt(
+        self, document: PdfDocument, index: int, reading: LayerReading, attempt: AttemptRecord, clock: float
+    ) -> PageFinish:
+        """A layer the gate doubts is used only if the page's OCR finds mostly the same words."""
+        layer = reading.result
+        assert layer is not None
+        image, render_notes = document.render_with_notes(index, self.chain.image_mode)
+        render_ms = _ms_since(clock)
+        ocr, tried = self.chain.recognize(image, self.task)
+        agreement = layer_agreement(layer.text, ocr.text) if ocr else 1.0
+        if ocr is None or agreement >= AGREEMENT_NEEDED:
+            layer.notes.append(
+                PageNote(
+                    "text_layer_checked", f"the layer and the OCR agree on {agreement:.0%} of their words"
+                )
+            )
+            return PageFinish(layer, None, render_ms, reading.size, [attempt, *tried])
+        why = f"disagrees_with_ocr: the layer and the OCR agree on {agreement:.0%} of words ({reading.doubt})"
+        rejected = replace(attempt, outcome="rejected", error_code=REJECTED, error_message=why)
+        ocr.notes[:0] = list(dict.fromkeys([PageNote(REJECTED, why), *reading.damage, *render_notes]))
+        return PageFinish(ocr, None, render_ms, image.size, [rejected, *tried])
 
     def _with_pictures(
         self,

@@ -80,6 +80,8 @@ class LayerReading:
     zoom: float
     damage: tuple[PageNote, ...] = ()
     """What MuPDF complained about while the layer was read."""
+    doubt: str | None = None
+    """Why the accepted layer should be checked against OCR before it is used."""
 
     @property
     def notes(self) -> tuple[PageNote, ...]:
@@ -100,7 +102,8 @@ def read_text_layer(page: pymupdf.Page, zoom: float, keep_rejected: bool = False
     started = time.perf_counter()
     textpage = page.get_textpage(flags=TEXT_FLAGS)
     text = page.get_text("text", textpage=textpage)
-    verdict = judge_layer(page, text).note()
+    judged = judge_layer(page, text)
+    verdict = judged.note()
     frame = PixelFrame(page, zoom)
     if verdict.code != ACCEPTED and not keep_rejected:
         return LayerReading(verdict, None, frame.size, zoom)
@@ -114,7 +117,7 @@ def read_text_layer(page: pymupdf.Page, zoom: float, keep_rejected: bool = False
         ocr_ms=(time.perf_counter() - started) * 1000,
         notes=[verdict],
     )
-    return LayerReading(verdict, result, frame.size, zoom)
+    return LayerReading(verdict, result, frame.size, zoom, doubt=None if keep_rejected else judged.doubt)
 
 
 def text_pictures(reading: LayerReading) -> list[Box]:

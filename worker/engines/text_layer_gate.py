@@ -34,16 +34,35 @@ MIN_WORD_CHAR_SHARE = 0.4
 ACCEPTED, REJECTED = "text_layer_used", "text_layer_rejected"
 
 
+DOUBT_BELOW = 0.5
+"""A share past this fraction of its rejection threshold makes the layer doubtful, not rejected."""
+
+
 @dataclass(frozen=True, slots=True)
 class LayerVerdict:
     accepted: bool
     reason: str
     """Short machine-readable reason: ``born_digital``, ``no_text``, ``invisible_text`` ..."""
     detail: str
+    doubt: str | None = None
+    """Why an accepted layer should be checked against OCR of the page before it is trusted."""
 
     def note(self) -> PageNote:
         code = ACCEPTED if self.accepted else REJECTED
-        return PageNote(code, f"{self.reason}: {self.detail}")
+        doubt = f"; doubtful ({self.doubt})" if self.doubt else ""
+        return PageNote(code, f"{self.reason}: {self.detail}{doubt}")
+
+
+@dataclass(frozen=True, slots=True)
+class LayerStats:
+    """What the gate measures on a page's text; shares are fractions."""
+
+    chars: int
+    invisible: float
+    unmapped: float
+    mojibake: float
+    word_chars: float
+    image_coverage: float
 
 
 def judge_layer(page: pymupdf.Page, text: str) -> LayerVerdict:
@@ -56,7 +75,15 @@ def judge_layer(page: pymupdf.Page, text: str) -> LayerVerdict:
         )
     if len(chars) < MIN_TRUSTED_CHARS:
         return _judge_sparse(page, chars)
-    return _judge_characters(chars) or _judge_images(page, chars) or _accepted(chars)
+    stats = LayerStats(
+        len(chars),
+        invisible,
+        _unmapped_share(chars),
+        _mojibake_share(chars),
+        sum(1 for char in chars if char.isalnum()) / len(chars),
+        _image_coverage(page),
+    )
+    return _rejection(stats) or LayerVerdict(True, "born_digital", f"{len(chars)} characters", _doubt(stats))
 
 
 def _judge_sparse(page: pymupdf.Page, chars: str) -> LayerVerdict:
@@ -66,32 +93,61 @@ def _judge_sparse(page: pymupdf.Page, chars: str) -> LayerVerdict:
     return LayerVerdict(False, "no_text", f"{len(chars)} characters of text over images or drawings")
 
 
-def _judge_characters(chars: str) -> LayerVerdict | None:
-    unmapped = _unmapped_share(chars)
-    if unmapped > UNMAPPED_SHARE:
-        return LayerVerdict(False, "unmapped_glyphs", f"{unmapped:.0%} of characters are unmapped glyphs")
-    mojibake = _mojibake_share(chars)
-    if mojibake > MOJIBAKE_SHARE:
+def _rejection(stats: LayerStats) -> LayerVerdict | None:
+    if stats.unmapped > UNMAPPED_SHARE:
         return LayerVerdict(
-            False, "mojibake", f"{mojibake:.0%} of letters are Latin-1 stand-ins (8-bit font, no ToUnicode)"
+            False, "unmapped_glyphs", f"{stats.unmapped:.0%} of characters are unmapped glyphs"
         )
-    word_chars = sum(1 for char in chars if char.isalnum()) / len(chars)
-    if word_chars < MIN_WORD_CHAR_SHARE:
-        return LayerVerdict(False, "mostly_symbols", f"only {word_chars:.0%} letters and digits")
+    if stats.mojibake > MOJIBAKE_SHARE:
+        detail = f"{stats.mojibake:.0%} of letters are Latin-1 stand-ins (8-bit font, no ToUnicode)"
+        return LayerVerdict(False, "mojibake", detail)
+    if stats.word_chars < MIN_WORD_CHAR_SHARE:
+        return LayerVerdict(False, "mostly_symbols", f"only {stats.word_chars:.0%} letters and digits")
+    if stats.image_coverage > SCAN_IMAGE_COVERAGE and stats.chars < SCAN_TEXT_CHARS:
+        detail = f"{stats.chars} characters over an image covering {stats.image_coverage:.0%} of the page"
+        return LayerVerdict(False, "scan", detail)
     return None
 
 
-def _judge_images(page: pymupdf.Page, chars: str) -> LayerVerdict | None:
-    coverage = _image_coverage(page)
-    if coverage > SCAN_IMAGE_COVERAGE and len(chars) < SCAN_TEXT_CHARS:
-        return LayerVerdict(
-            False, "scan", f"{len(chars)} characters over an image covering {coverage:.0%} of the page"
-        )
-    return None
+def _doubt(stats: LayerStats) -> str | None:
+    """Signs short of rejection: the layer is compared with OCR of the page before it is used."""
+    doubts = [
+        (stats.invisible > INVISIBLE_SHARE * DOUBT_BELOW, f"{stats.invisible:.0%} invisible"),
+        (stats.unmapped > UNMAPPED_SHARE * DOUBT_BELOW, f"{stats.unmapped:.0%} unmapped glyphs"),
+        (stats.mojibake > MOJIBAKE_SHARE * DOUBT_BELOW, f"{stats.mojibake:.0%} Latin-1 stand-ins"),
+        (stats.word_chars < MIN_WORD_CHAR_SHARE / DOUBT_BELOW, f"{stats.word_chars:.0%} letters and digits"),
+        (
+            stats.image_coverage > SCAN_IMAGE_COVERAGE,
+            f"text over an image covering {stats.image_coverage:.0%}",
+        ),
+    ]
+    said = [reason for doubtful, reason in doubts if doubtful]
+    return ", ".join(said) or None
 
 
-def _accepted(chars: str) -> LayerVerdict:
-    return LayerVerdict(True, "born_digital", f"{len(chars)} visible characters")
+AGREEMENT_NEEDED = 0.6
+"""Share of the OCR's words that must be in a doubtful layer for the layer to be used."""
+
+
+def layer_agreement(layer_text: str, ocr_text: str) -> float:
+    """The smaller of: the OCR's words the layer has, and the layer's words the OCR found.
+
+    Words of three letters or more; both ways, because a layer can miss what the page shows
+    (a pasted scan) or hold what it does not show (invisible text).
+    """
+    return min(_found_in(_words(ocr_text), layer_text), _found_in(_words(layer_text), ocr_text))
+
+
+def _found_in(words: list[str], other_text: str) -> float:
+    if not words:
+        return 1.0
+    other = set(_words(other_text))
+    return sum(1 for word in words if word in other) / len(words)
+
+
+def _words(text: str) -> list[str]:
+    cleaned = ("".join(char for char in word if char.isalnum()).lower() for word in text.split())
+    return [word for word in cleaned if len(word) >= 3]
 
 
 def _invisible_share(page: pymupdf.Page) -> float:
