@@ -9,10 +9,11 @@ from pathlib import Path
 import pymupdf
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from ocrq.api.cli import cli
 from ocrq.worker.documents.tiles import owning_tile, plan_tiles
-from tests.factories import DEJAVU_SANS
+from tests.factories import DEJAVU_SANS, make_text_image
 
 BANNER = (200 * 72, 3 * 72)  # 200 inches by 3: at 200 dpi 40,000 x 600 pixels
 WORDS = {4: "Warehouse", 100: "Quarterly", 195: "Signature"}  # inch along the banner -> word
@@ -31,7 +32,7 @@ def _banner(path: Path, rotate: int = 0) -> Path:
     return path
 
 
-def _run(tmp_path: Path, **env: str) -> dict:
+def _run(tmp_path: Path, document: str = "banner.pdf", **env: str) -> dict:
     env = {
         "OCRQ_DATABASE_URL": f"sqlite:///{tmp_path / 'ocrq.db'}",
         "OCRQ_ENGINES": "tesseract",
@@ -43,7 +44,7 @@ def _run(tmp_path: Path, **env: str) -> dict:
         cli, ["submit-batch", str(tmp_path / "in"), "--out", str(tmp_path / "out")], env=env
     )
     assert result.exit_code == 0, result.output
-    (page,) = json.loads((tmp_path / "out" / "banner.pdf.json").read_text())["pages"]
+    (page,) = json.loads((tmp_path / "out" / f"{document}.json").read_text())["pages"]
     return page
 
 
@@ -93,3 +94,17 @@ def test_tiles_cover_the_page_within_the_cap_and_each_cell_has_one_owner() -> No
     assert plan_tiles(1000, 1000, 4_000_000, 100) == [(0, 0, 1000, 1000)]
     square = plan_tiles(5000, 5000, 4_000_000, 100)
     assert len(square) == 9 and all((x1 - x0) * (y1 - y0) <= 4_000_000 for x0, y0, x1, y1 in square)
+
+
+def test_an_image_beyond_the_pixel_cap_is_read_in_tiles_at_full_resolution(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    strip = Image.new("L", (9000, 500), "white")
+    for number, word in enumerate(("Warehouse", "Quarterly", "Signature")):
+        strip.paste(make_text_image(f"{word} report", (1400, 300), mode="L"), (200 + number * 4000, 100))
+    strip.save(tmp_path / "in" / "banner.png", dpi=(300, 300))
+    env = {"OCRQ_MAX_PAGE_PIXELS": "1500000"}
+    page = _run(tmp_path, **env, document="banner.png")
+    assert page["notes"][0]["code"] == "tiled" and "full resolution" in page["notes"][0]["message"]
+    assert (page["width"], page["height"]) == (9000, 500)
+    for word in ("Warehouse", "Quarterly", "Signature"):
+        assert page["text"].count(word) == 1, page["text"]

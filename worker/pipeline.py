@@ -142,7 +142,7 @@ class PagePipeline:
             if reading.result is not None:
                 return self._with_pictures(document, claim.index, reading, [attempt], clock)
             notes, attempts = list(reading.notes), [attempt]
-        if isinstance(document, PdfDocument) and document.needs_tiles(claim.index):
+        if document.needs_tiles(claim.index):
             return self._read_tiles(document, claim.index, notes, attempts, clock)
         image, render_notes = document.render_with_notes(claim.index, self.chain.image_mode)
         render_ms = _ms_since(clock)

@@ -49,6 +49,7 @@ POINTS_PER_INCH = 72
 PDF_TAIL_BYTES = 1024
 """Readers look for ``%%EOF`` in the last 1024 bytes; a file without it was cut short."""
 MUPDF_ERRORS = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
+EXIF_ORIENTATION = 0x0112
 PILLOW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error)
 
 PILLOW_FORMATS = {
@@ -96,6 +97,23 @@ class OpenedDocument(ABC):
     def render_with_notes(self, index: int, mode: str) -> tuple[Image.Image, list[PageNote]]:
         """:meth:`render`, plus what the user should know about how the page was drawn."""
         return self.render(index, mode), []
+
+    def needs_tiles(self, index: int) -> bool:
+        """Whether the page exceeds the pixel cap at full resolution (read in tiles, not shrunk)."""
+        return False
+
+    def full_size(self, index: int) -> tuple[float, tuple[int, int]]:
+        """The zoom of full resolution and the page's pixel size at it."""
+        raise NotImplementedError
+
+    def full_size_at(self, index: int, zoom: float) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def render_region(
+        self, index: int, zoom: float, box: tuple[int, int, int, int], mode: str
+    ) -> tuple[Image.Image, list[PageNote]]:
+        """Part of the page at ``zoom`` (``box`` in pixels of the page as shown): a tile."""
+        raise NotImplementedError
 
     @abstractmethod
     def close(self) -> None:
@@ -343,6 +361,60 @@ class ImageDocument(OpenedDocument):
             image.seek(index)
             _check_source_pixels(image, self.limits, self.name)
             return image_page(image, mode, self.limits.max_page_pixels)
+
+    def render_with_notes(self, index: int, mode: str) -> tuple[Image.Image, list[PageNote]]:
+        image = self.render(index, mode)
+        width, height = self._upright_size(index)
+        if image.width * image.height >= width * height:
+            return image, []
+        message = (
+            f"downscaled from {width}x{height} to {image.width}x{image.height} pixels (OCRQ_MAX_PAGE_PIXELS)"
+        )
+        return image, [PageNote("scale_note", message)]
+
+    def needs_tiles(self, index: int) -> bool:
+        width, height = self._upright_size(index)
+        return width * height > self.limits.max_page_pixels
+
+    def full_size(self, index: int) -> tuple[float, tuple[int, int]]:
+        return 1.0, self._upright_size(index)
+
+    def full_size_at(self, index: int, zoom: float) -> tuple[int, int]:
+        width, height = self._upright_size(index)
+        return max(1, round(width * zoom)), max(1, round(height * zoom))
+
+    def render_region(
+        self, index: int, zoom: float, box: tuple[int, int, int, int], mode: str
+    ) -> tuple[Image.Image, list[PageNote]]:
+        """The frame decoded whole (within the source cap), upright, then cut: one decode per tile."""
+        self._check_request(index, mode)
+        failed = _pillow_errors(
+            PageRenderError, f"page {index + 1} of {self.name} could not be decoded", self.name
+        )
+        with failed, _open_image(self.path, self.doc_type) as image:
+            image.seek(index)
+            whole = image_page(image, mode, self.limits.max_source_pixels)
+        if zoom != 1.0:
+            whole = whole.resize(self.full_size_at(index, zoom), Image.Resampling.LANCZOS)
+        tile = whole.crop(box)
+        tile.info["dpi"] = whole.info.get("dpi") or image.info.get("dpi")
+        return tile, []
+
+    def _upright_size(self, index: int) -> tuple[int, int]:
+        """The frame's size as shown: EXIF orientations 5-8 swap width and height."""
+        with self._opened_frame(index) as image:
+            width, height = image.size
+            turned = image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+        return (height, width) if turned else (width, height)
+
+    def _opened_frame(self, index: int) -> ImageFile.ImageFile:
+        unreadable = _pillow_errors(
+            PageRenderError, f"page {index + 1} of {self.name} cannot be read", self.name
+        )
+        with unreadable:
+            image = _open_image(self.path, self.doc_type)
+            image.seek(index)
+            return image
 
     def close(self) -> None:
         """Nothing to release: the file is only open during a render."""

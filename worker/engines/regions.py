@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ocrq.schemas import LayoutCell, PageNote, PageResult, PageTask, TextLine, Word
-from ocrq.worker.documents.render import PdfDocument
+from ocrq.worker.documents.render import OpenedDocument, PdfDocument
 from ocrq.worker.documents.tiles import MAX_TILES, OVERLAP_INCHES, owning_tile, plan_tiles
 from ocrq.worker.engines.chain import AttemptRecord, EngineChain
 
@@ -68,7 +68,7 @@ class TiledReading:
     render_ms: float = 0.0
 
 
-def read_in_tiles(chain: EngineChain, document: PdfDocument, index: int, task: PageTask) -> TiledReading:
+def read_in_tiles(chain: EngineChain, document: OpenedDocument, index: int, task: PageTask) -> TiledReading:
     """A page too large for the pixel cap, OCRed tile by tile at the job's DPI (fewer dpi past MAX_TILES)."""
     zoom, (width, height) = document.full_size(index)
     cap = document.limits.max_page_pixels
@@ -92,7 +92,12 @@ def read_in_tiles(chain: EngineChain, document: PdfDocument, index: int, task: P
             reading.result = found
         else:
             append_region(reading.result, found)
-    reading.notes += _tile_notes(len(tiles), zoom * 72, document.limits.dpi)
+    if isinstance(document, PdfDocument):
+        reading.notes += _tile_notes(len(tiles), zoom * 72, document.limits.dpi)
+    else:  # an image is read at its own resolution (the source cap keeps it under MAX_TILES)
+        reading.notes.append(
+            PageNote("tiled", f"read in {len(tiles)} tiles at full resolution: over OCRQ_MAX_PAGE_PIXELS")
+        )
     return reading
 
 
