@@ -88,6 +88,7 @@ def test_documents_and_pages_carry_text_markdown_cells_and_timings(
     assert api.get(document["links"]["self"]).json()["id"] == document["id"]
     page = api.get(f"/v1/documents/{document['id']}/pages/2").json()
     assert (page["number"], page["index"], page["engine"]) == (2, 1, "text_layer")
+    assert page["notes"][0]["code"] == "text_layer_used"  # why the page was not OCRed
     assert "second" in page["text"].lower() and page["markdown"]
     assert page["cells"] and page["timings"]["ocr_ms"] > 0
     missing = api.get(f"/v1/documents/{document['id']}/pages/3")

@@ -180,6 +180,10 @@ class PagePublic(BaseModel):
     text: str | None
     markdown: str | None
     cells: list[dict[str, Any]]
+    notes: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="How the page was read: text layer used or rejected and why, damage (warning), tiles",
+    )
     error: dict[str, Any] | None
     timings: dict[str, Any]
     tokens: dict[str, Any]
