@@ -128,8 +128,8 @@ class PagePipeline:
             return PageFinish(None, error, _ms_since(clock), None)
         except Exception as exc:  # a renderer bug fails this page, not the batch
             log.exception("reading page %d of %s failed unexpectedly", claim.index, claim.path)
-            error = PageRenderError(f"unexpected {type(exc).__name__}: {exc}")
-            return PageFinish(None, error, _ms_since(clock), None)
+            failure = PageRenderError(f"unexpected {type(exc).__name__}: {exc}")
+            return PageFinish(None, failure, _ms_since(clock), None)
 
     def _read(self, claim: PageClaim, clock: float) -> PageFinish:
         document = self.documents.get(claim.path, claim.doc_type)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Update, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -288,7 +289,7 @@ def _flag_page_warnings(session: Session, document_id: int) -> None:
     )
 
 
-def _warned_pages(session: Session, document_id: int) -> list[tuple[int, dict[str, object]]]:
+def _warned_pages(session: Session, document_id: int) -> list[tuple[int, dict[str, Any]]]:
     rows = session.execute(
         select(Page.index, Page.notes)
         .where(Page.document_id == document_id, Page.status == PageStatus.DONE, Page.notes.is_not(None))
