@@ -81,6 +81,7 @@ def vllm_settings(make_settings: Callable[..., Settings], server: HfServer, **ov
         "vllm_ladder_retries": 0,
         "vllm_adapt_every_s": 0,
         "prompt_mode": PromptMode.TEXT_ONLY,
+        "text_layer": "off",  # the typed test PDFs stand in for scans: the model must read them
     }
     return make_settings(**(base | overrides))
 
