@@ -269,5 +269,7 @@ def _markdown_block(cell: LayoutCell) -> str:
     if cell.category == "Section-header":
         return "## " + " ".join(text.split())
     if cell.category == "List-item":
+        if text.lstrip()[:1].isalnum() or text.lstrip().startswith("("):  # numbered: Markdown keeps "1."
+            return text.replace("\n", " ")
         return "- " + LIST_ITEM.sub("", text, count=1).replace("\n", " ")
     return text
