@@ -108,3 +108,13 @@ def test_an_image_beyond_the_pixel_cap_is_read_in_tiles_at_full_resolution(tmp_p
     assert (page["width"], page["height"]) == (9000, 500)
     for word in ("Warehouse", "Quarterly", "Signature"):
         assert page["text"].count(word) == 1, page["text"]
+
+
+def test_a_blank_oversized_page_is_an_empty_done_page(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    document = pymupdf.open()
+    document.new_page(width=BANNER[0], height=BANNER[1])
+    document.save(tmp_path / "in" / "banner.pdf")
+    page = _run(tmp_path)
+    assert (page["status"], page["text"], page["engine"]) == ("done", "", "tesseract")
+    assert page["notes"][-1]["code"] == "tiled"

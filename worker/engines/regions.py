@@ -19,6 +19,8 @@ from ocrq.worker.documents.tiles import MAX_TILES, OVERLAP_INCHES, owning_tile, 
 from ocrq.worker.engines.chain import AttemptRecord, EngineChain
 
 Box = tuple[int, int, int, int]
+BLANK_LEVEL = 250
+"""A tile whose darkest pixel is this light has nothing to read."""
 TILE_FILL = 0.8
 """Tiles overlap, so a page is lowered to this share of MAX_TILES full tiles when it has to be."""
 
@@ -82,6 +84,8 @@ def read_in_tiles(chain: EngineChain, document: OpenedDocument, index: int, task
         image, drawn = document.render_region(index, zoom, tile, chain.image_mode)
         reading.render_ms += (time.perf_counter() - clock) * 1000
         reading.notes += [note for note in drawn if note not in reading.notes]
+        if _blank(image):
+            continue  # most of a huge page is paper: no OCR pass for a tile without ink
         found, tried = chain.recognize(image, task)
         reading.attempts += tried
         if found is None:
@@ -92,6 +96,9 @@ def read_in_tiles(chain: EngineChain, document: OpenedDocument, index: int, task
             reading.result = found
         else:
             append_region(reading.result, found)
+    if reading.result is None:  # every tile blank: an empty page, not a failure
+        first = chain.engines[0]
+        reading.result = PageResult("", "", first.name, first.model)
     if isinstance(document, PdfDocument):
         reading.notes += _tile_notes(len(tiles), zoom * 72, document.limits.dpi)
     else:  # an image is read at its own resolution (the source cap keeps it under MAX_TILES)
@@ -99,6 +106,11 @@ def read_in_tiles(chain: EngineChain, document: OpenedDocument, index: int, task
             PageNote("tiled", f"read in {len(tiles)} tiles at full resolution: over OCRQ_MAX_PAGE_PIXELS")
         )
     return reading
+
+
+def _blank(image: Image.Image) -> bool:
+    darkest = (image if image.mode == "L" else image.convert("L")).getextrema()[0]
+    return isinstance(darkest, int | float) and darkest >= BLANK_LEVEL
 
 
 def _keep_own_cells(found: PageResult, tile: Box, number: int, tiles: list[Box]) -> None:
