@@ -28,7 +28,7 @@ PAGES = [f"Page {word} of the contract keeps its text" for word in ("one", "two"
 def _submit(inputs: Path, out: Path, **env: str) -> dict[str, dict]:
     env = {"OCRQ_DATABASE_URL": f"sqlite:///{out.parent / 'ocrq.db'}", "OCRQ_ENGINES": "tesseract"} | env
     result = CliRunner().invoke(
-        cli, ["submit-batch", str(inputs), "--out", str(out), "--outputs", "json"], env=env
+        cli, ["submit-batch", str(inputs), "--out", str(out), "--outputs", "json,md"], env=env
     )
     assert result.exit_code == 3, result.output  # some document is not fully done
     return {doc["path"]: doc for doc in json.loads((out / "batch.json").read_text())["documents"]}
@@ -71,6 +71,8 @@ def test_garbage_content_stream_flags_its_page_and_the_document_is_partial(
     assert "(pages 3)" in document["error"]["message"]
     assert [bool(_warnings(page)) for page in pages] == [False, False, True, False, False]
     assert "syntax error" in _warnings(pages[2])[0]["message"]
+    markdown = (tmp_path / "out" / "contract.pdf.md").read_text()
+    assert "<!-- page 3 -->\n\n<!-- warning: damaged_source: MuPDF drew this page with errors" in markdown
     assert all(page["status"] == "done" for page in pages)
     for page in pages[:2] + pages[3:]:
         assert "of the contract keeps its text" in " ".join(page["text"].split())
