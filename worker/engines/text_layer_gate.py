@@ -34,8 +34,12 @@ MIN_WORD_CHAR_SHARE = 0.4
 ACCEPTED, REJECTED = "text_layer_used", "text_layer_rejected"
 
 
-DOUBT_BELOW = 0.5
-"""A share past this fraction of its rejection threshold makes the layer doubtful, not rejected."""
+DOUBTFUL_INVISIBLE = 0.25
+DOUBTFUL_UNMAPPED = 0.05
+DOUBTFUL_MOJIBAKE = 0.15
+DOUBTFUL_WORD_CHARS = 0.45
+"""Past these (short of rejection) the layer is checked against OCR of the page before it is used.
+A table of contents full of dot leaders has about 70% letters and digits, a page of maths 50%, prose 85%."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +116,11 @@ def _rejection(stats: LayerStats) -> LayerVerdict | None:
 def _doubt(stats: LayerStats) -> str | None:
     """Signs short of rejection: the layer is compared with OCR of the page before it is used."""
     doubts = [
-        (stats.invisible > INVISIBLE_SHARE * DOUBT_BELOW, f"{stats.invisible:.0%} invisible"),
-        (stats.unmapped > UNMAPPED_SHARE * DOUBT_BELOW, f"{stats.unmapped:.0%} unmapped glyphs"),
-        (stats.mojibake > MOJIBAKE_SHARE * DOUBT_BELOW, f"{stats.mojibake:.0%} Latin-1 stand-ins"),
-        (stats.word_chars < MIN_WORD_CHAR_SHARE / DOUBT_BELOW, f"{stats.word_chars:.0%} letters and digits"),
-        (
-            stats.image_coverage > SCAN_IMAGE_COVERAGE,
-            f"text over an image covering {stats.image_coverage:.0%}",
-        ),
+        (stats.invisible > DOUBTFUL_INVISIBLE, f"{stats.invisible:.0%} invisible"),
+        (stats.unmapped > DOUBTFUL_UNMAPPED, f"{stats.unmapped:.0%} unmapped glyphs"),
+        (stats.mojibake > DOUBTFUL_MOJIBAKE, f"{stats.mojibake:.0%} Latin-1 stand-ins"),
+        (stats.word_chars < DOUBTFUL_WORD_CHARS, f"{stats.word_chars:.0%} letters and digits"),
+        (stats.image_coverage > SCAN_IMAGE_COVERAGE, f"over an image covering {stats.image_coverage:.0%}"),
     ]
     said = [reason for doubtful, reason in doubts if doubtful]
     return ", ".join(said) or None
