@@ -225,7 +225,7 @@ def test_a_doubtful_layer_is_checked_against_ocr(tmp_path: Path) -> None:
     assert hidden["engine"] == "tesseract" and "Hidden" not in hidden["text"]
     assert hidden["notes"][0]["message"].startswith("disagrees_with_ocr")
     assert background["engine"] == "text_layer"
-    assert "doubtful (text over an image" in background["notes"][0]["message"]
+    assert "doubtful (over an image" in background["notes"][0]["message"]
     assert background["notes"][1]["code"] == "text_layer_checked"
     assert background["text"].split("\n")[:3] == [
         "Minutes of the annual meeting",

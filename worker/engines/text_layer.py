@@ -33,6 +33,7 @@ TITLE_SCALE, HEADER_SCALE = 1.6, 1.15
 PICTURE_MIN_SQUARE_INCHES = 2.0
 """Pictures at least this large may hold text the layer lacks (a pasted scan): they are OCRed.
 A logo or an icon is smaller."""
+PICTURE_MIN_PPI = 150
 PICTURE_MARGIN_INCHES = 0.2
 TABLE_MIN_RULES = 6
 """Ruling lines below which a page is not searched for tables (the search costs 0.1-1.5 s)."""
@@ -82,6 +83,8 @@ class LayerReading:
     """What MuPDF complained about while the layer was read."""
     doubt: str | None = None
     """Why the accepted layer should be checked against OCR before it is used."""
+    scans: tuple[Box, ...] = ()
+    """Pictures on the page that may hold text the layer lacks (OCRed on top of the layer)."""
 
     @property
     def notes(self) -> tuple[PageNote, ...]:
@@ -117,22 +120,34 @@ def read_text_layer(page: pymupdf.Page, zoom: float, keep_rejected: bool = False
         ocr_ms=(time.perf_counter() - started) * 1000,
         notes=[verdict],
     )
-    return LayerReading(verdict, result, frame.size, zoom, doubt=None if keep_rejected else judged.doubt)
+    doubt = None if keep_rejected else judged.doubt
+    scans = () if keep_rejected else scan_like_pictures(page, frame)
+    return LayerReading(verdict, result, frame.size, zoom, doubt=doubt, scans=scans)
 
 
 def text_pictures(reading: LayerReading) -> list[Box]:
-    """Picture cells of a layer page large enough to OCR, in page pixels."""
+    """Pictures of a layer page worth OCRing, padded, in page pixels (see :func:`_scan_like`)."""
     if reading.result is None:
         return []
-    inch = reading.zoom * 72
-    big = [
-        cell.bbox
-        for cell in reading.result.cells
-        if cell.category == "Picture"
-        and (cell.bbox[2] - cell.bbox[0]) * (cell.bbox[3] - cell.bbox[1])
-        >= PICTURE_MIN_SQUARE_INCHES * inch**2
-    ]
-    return [_padded(box, round(inch * PICTURE_MARGIN_INCHES), reading.size) for box in big]
+    margin = round(reading.zoom * 72 * PICTURE_MARGIN_INCHES)
+    return [_padded(box, margin, reading.size) for box in reading.scans]
+
+
+def scan_like_pictures(page: pymupdf.Page, frame: PixelFrame) -> tuple[Box, ...]:
+    """Pictures that may hold text the layer lacks: large, and fine enough to carry body text.
+
+    A pasted scan of a note is 200-300 pixels per inch; a logo is small, and figures in
+    typeset documents are usually screen resolution (72-96), where OCR finds only noise.
+    """
+    found = []
+    for info in page.get_image_info():
+        box = pymupdf.Rect(info["bbox"])
+        inches_wide, inches_high = box.width / 72, box.height / 72
+        if inches_wide * inches_high < PICTURE_MIN_SQUARE_INCHES:
+            continue
+        if max(info["width"], info["height"]) / max(inches_wide, inches_high) >= PICTURE_MIN_PPI:
+            found.append(frame.box(box))
+    return tuple(found)
 
 
 def _padded(box: Box, margin: int, size: tuple[int, int]) -> Box:
