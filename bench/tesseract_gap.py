@@ -61,7 +61,9 @@ def main() -> None:
     turns = [int(turn) for turn in parser.parse_args().turns.split(",")]
     truth = (CORPUS / SCAN.replace(".png", ".gt.txt")).read_text(encoding="utf-8")
     engine = TesseractEngine(LANGS)
-    print(f"tesseract cli {tesserocr.tesseract_version().split()[1]} (library) / system binary; scan {SCAN}")
+    system = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.split()[1]
+    library = tesserocr.tesseract_version().split()[1]
+    print(f"tesseract library {library} (ocrq), system binary {system}; {SCAN}")
     print(f"{'turn':>5} {'cli':>7} {'lib psm1':>9} {'ocrq':>7} {'ocrq-cli':>9} {'ocrq s':>7}")
     with tempfile.TemporaryDirectory() as scratch:
         for turn in turns:
