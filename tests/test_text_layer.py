@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pymupdf
@@ -22,7 +23,9 @@ from sqlalchemy.orm import Session
 
 from ocrq.api.cli import cli
 from ocrq.db.models import Attempt, Page
+from ocrq.settings import Settings
 from ocrq.worker.engines.text_layer import read_text_layer
+from tests.api_support import running_api
 from tests.conftest import CORPUS
 from tests.pdf_layers import add_scan_page, add_text_page, make_mojibake_pdf, save
 
@@ -232,3 +235,33 @@ def test_a_doubtful_layer_is_checked_against_ocr(tmp_path: Path) -> None:
         "The board approved the budget",
         "Members present signed below",
     ]
+
+
+def test_text_layer_off_on_the_command_line_ocrs_every_page(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    document = pymupdf.open()
+    add_text_page(document, ["Typed page read by OCR on request"], size=24)
+    save(document, tmp_path / "in" / "typed.pdf")
+    env = {"OCRQ_DATABASE_URL": f"sqlite:///{tmp_path / 'ocrq.db'}", "OCRQ_ENGINES": "tesseract"}
+    args = ["submit-batch", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--text-layer", "off"]
+    assert CliRunner().invoke(cli, args, env=env).exit_code == 0
+    (page,) = _pages(tmp_path / "out", "typed.pdf")
+    assert page["engine"] == "tesseract" and page["notes"] == []
+    bad = CliRunner().invoke(cli, [*args[:-1], "sometimes"], env=env)
+    assert bad.exit_code == 2 and "sometimes" in bad.output
+
+
+def test_a_job_chooses_its_text_layer_through_the_api(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    document = pymupdf.open()
+    add_text_page(document, ["Typed page for the API"], size=24)
+    path = save(document, tmp_path / "typed.pdf")
+    with running_api(make_settings(tesseract_langs="eng", api_upload_dir=tmp_path / "uploads")) as api:
+        engines = {}
+        for choice in ("auto", "off"):
+            job = api.wait(api.upload(path, options={"text_layer": choice}).json()["id"])
+            engines[choice] = job["counts"]["engines"]
+        refused = api.upload(path, options={"text_layer": "never"})
+    assert engines == {"auto": {"text_layer": 1}, "off": {"tesseract": 1}}
+    assert refused.status_code == 422

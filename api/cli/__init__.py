@@ -48,15 +48,25 @@ def cli(verbose: bool) -> None:
 )
 @click.option("--wait", is_flag=True, help="With a broker: follow the job to its end and write results.")
 @click.option("--outputs", help=OUTPUTS_HELP)
+@click.option(
+    "--text-layer",
+    type=click.Choice(["auto", "off", "only"]),
+    help="PDF pages' own text: auto (trusted, else OCR), off (always OCR), only (default: OCRQ_TEXT_LAYER).",
+)
 def submit_batch(
-    paths: tuple[Path, ...], out_dir: Path | None, force: bool, wait: bool, outputs: str | None
+    paths: tuple[Path, ...],
+    out_dir: Path | None,
+    force: bool,
+    wait: bool,
+    outputs: str | None,
+    text_layer: str | None,
 ) -> None:
     """OCR every document in PATHS (files or folders, walked recursively).
 
     Without OCRQ_BROKER_URL the work runs here; with it, the job is queued for
     workers and its id printed (``--wait`` follows it like the embedded run).
     """
-    settings = load_settings(outputs)
+    settings = load_settings(outputs, text_layer)
     out = out_dir or settings.output_dir
     if not settings.embedded:
         submit_to_queue(settings, list(paths), out, force=force, wait=wait)
