@@ -97,8 +97,9 @@ def add_text_page(document: pymupdf.Document, lines: list[str], rotate: int = 0,
     page.set_rotation(rotate)
 
 
-def save(document: pymupdf.Document, path: Path) -> Path:
-    document.subset_fonts()
+def save(document: pymupdf.Document, path: Path, subset: bool = True) -> Path:
+    if subset:  # small files; but subsetting remaps a few code points (U+FFFD comes back as U+14FC)
+        document.subset_fonts()
     document.save(path, garbage=3, deflate=True)
     document.close()
     return path

@@ -25,6 +25,7 @@ from ocrq.api.cli import cli
 from ocrq.db.models import Attempt, Page
 from ocrq.settings import Settings
 from ocrq.worker.engines.text_layer import read_text_layer
+from ocrq.worker.engines.text_layer_gate import judge_layer
 from tests.api_support import running_api
 from tests.conftest import CORPUS
 from tests.pdf_layers import add_scan_page, add_text_page, make_mojibake_pdf, save
@@ -265,3 +266,32 @@ def test_a_job_chooses_its_text_layer_through_the_api(
         refused = api.upload(path, options={"text_layer": "never"})
     assert engines == {"auto": {"text_layer": 1}, "off": {"tesseract": 1}}
     assert refused.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("\ue000\ue001\ue002 " * 12 + "and a few real words here", "unmapped_glyphs"),
+        ("∑∫∂√≈≠≤≥ ←→↑↓ ■□▪▫ ◆◇○● " * 3 + "ok", "mostly_symbols"),
+    ],
+    ids=["private-use", "symbol-soup"],
+)
+def test_garbled_layers_are_rejected_with_their_reason(tmp_path: Path, text: str, reason: str) -> None:
+    document = pymupdf.open()
+    add_text_page(document, [text], size=12)
+    path = save(document, tmp_path / "garbled.pdf", subset=False)
+    with pymupdf.open(path) as opened:
+        reading = read_text_layer(opened[0], 200 / 72)
+    assert reading.result is None
+    assert reading.verdict.message.startswith(reason), reading.verdict.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\ufffd\ufffd\ufffd\ufffd " * 8 + "and a few real words", "(cid:12)(cid:7)(cid:33) " * 6 + "real words"],
+)
+def test_replacement_characters_and_cid_runs_are_rejected(text: str) -> None:
+    """MuPDF itself writes U+FFFD for glyphs it cannot map (pdfminer-style producers write (cid:N))."""
+    with pymupdf.open() as document:
+        verdict = judge_layer(document.new_page(), text)
+    assert (verdict.accepted, verdict.reason) == (False, "unmapped_glyphs")
