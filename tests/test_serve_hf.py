@@ -241,6 +241,7 @@ def test_chain_vllm_then_remote_transformers_then_tesseract(
         breaker_failures=100,
         render_dpi=72,
         prompt_mode=PromptMode.TEXT_ONLY,
+        text_layer="off",  # the typed PDF stands in for scans: the chain must read it
     )
     chain = build_chain(settings)
     assert [type(e).__name__ for e in chain.engines] == [
