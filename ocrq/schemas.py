@@ -130,6 +130,23 @@ class PageTask:
     """Region of interest for ``GROUNDING``."""
 
 
+@dataclass(frozen=True, slots=True)
+class PageNote:
+    """Something the user should know about how a page was read (stable ``code``).
+
+    A ``warning`` note means content may be missing (a damaged page drawn in part):
+    its document ends ``partial`` so the loss is never silent. Other notes record
+    decisions (which text layer was trusted and why, a page read in tiles).
+    """
+
+    code: str
+    message: str
+    warning: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "warning": self.warning}
+
+
 @dataclass(slots=True)
 class PageResult:
     """An engine's answer for one page."""
@@ -142,9 +159,13 @@ class PageResult:
     tokens_in: int | None = None
     tokens_out: int | None = None
     ocr_ms: float = 0.0
+    notes: list[PageNote] = field(default_factory=list)
+
+    def notes_json(self) -> list[dict[str, Any]]:
+        return [note.as_dict() for note in self.notes]
 
     def cells_json(self) -> list[dict[str, Any]]:
         return [cell.as_dict() for cell in self.cells]
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"cells": self.cells_json()}
+        return asdict(self) | {"cells": self.cells_json(), "notes": self.notes_json()}

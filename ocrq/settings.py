@@ -22,6 +22,7 @@ DEFAULT_OUTPUTS = OUTPUT_FORMATS
 """All of them: together they cost about two page renders, little beside OCR (bench/searchable_pdf.py)."""
 JOB_OVERRIDABLE = (
     "engines",
+    "text_layer",
     "render_dpi",
     "vllm_model",
     "vllm_served_model_name",
@@ -50,6 +51,10 @@ class Settings(BaseSettings):
     """Images whose header declares more pixels are refused without decoding (bombs)."""
     max_file_bytes: int = Field(2 * 1024**3, ge=1)
     max_pages_per_document: int = Field(10_000, ge=1)
+
+    text_layer: Literal["auto", "off", "only"] = "auto"
+    """PDF pages' own text: ``auto`` uses it where the gate trusts it and OCRs the rest, ``off`` always
+    OCRs, ``only`` never OCRs a PDF page (a rejected layer is kept, with a note saying why)."""
 
     tesseract_langs: str = "rus+eng"
     tessdata_dir: Path | None = None
@@ -293,6 +298,7 @@ class Settings(BaseSettings):
             "engines": self.engines,
             "render_dpi": self.render_dpi,
             "max_page_pixels": self.max_page_pixels,
+            "text_layer": self.text_layer,
             "tesseract_langs": self.tesseract_langs,
             "tesseract_detect_orientation": self.tesseract_detect_orientation,
             "vllm_model": self.vllm_model,

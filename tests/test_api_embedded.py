@@ -50,7 +50,7 @@ def test_upload_runs_in_the_background_and_results_download_in_every_format(
     job = api.wait(job_id)
     assert job["status"] == "partial" and job["finished_at"]
     assert job["counts"]["pages"] == {"total": 3, "done": 3, "failed": 0, "degraded": 0}
-    assert job["counts"]["engines"] == {"tesseract": 3}
+    assert job["counts"]["engines"] == {"text_layer": 2, "tesseract": 1}  # the letter is born-digital
     (error,) = job["errors"]  # the sniffed content decides, not the .pdf name
     assert (error["path"], error["code"], error["status"]) == ("notes.pdf", "unsupported_type", "failed")
     assert "plain text" in error["message"]
@@ -87,7 +87,8 @@ def test_documents_and_pages_carry_text_markdown_cells_and_timings(
     assert "source" not in document  # the server's own path stays on the server
     assert api.get(document["links"]["self"]).json()["id"] == document["id"]
     page = api.get(f"/v1/documents/{document['id']}/pages/2").json()
-    assert (page["number"], page["index"], page["engine"]) == (2, 1, "tesseract")
+    assert (page["number"], page["index"], page["engine"]) == (2, 1, "text_layer")
+    assert page["notes"][0]["code"] == "text_layer_used"  # why the page was not OCRed
     assert "second" in page["text"].lower() and page["markdown"]
     assert page["cells"] and page["timings"]["ocr_ms"] > 0
     missing = api.get(f"/v1/documents/{document['id']}/pages/3")
@@ -140,8 +141,8 @@ def test_health_readiness_and_metrics(api: Api, documents: dict[str, Path]) -> N
     assert 'ocrq_jobs{status="partial"} 1.0' in text
     assert 'ocrq_pages{status="done"} 2.0' in text
     assert 'ocrq_documents{status="failed"} 1.0' in text
-    assert 'ocrq_page_ocr_seconds_count{engine="tesseract"} 2.0' in text
-    assert 'ocrq_page_ocr_seconds_bucket{engine="tesseract",le="+Inf"} 2.0' in text
+    assert 'ocrq_page_ocr_seconds_count{engine="text_layer"} 2.0' in text
+    assert 'ocrq_page_ocr_seconds_bucket{engine="text_layer",le="+Inf"} 2.0' in text
     assert "ocrq_page_fallbacks_total 0.0" in text
     assert 'ocrq_queue_depth{queue="embedded"} 0.0' in text
 

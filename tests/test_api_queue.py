@@ -90,7 +90,8 @@ def test_upload_goes_through_real_workers_and_results_download(cluster: Cluster)
         assert ready == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
         metrics = api.client.get("/metrics").text
     assert 'ocrq_queue_depth{queue="gpu"} 0.0' in metrics and 'ocrq_queue_depth{queue="cpu"} 0.0' in metrics
-    assert 'ocrq_page_ocr_seconds_count{engine="tesseract"} 3.0' in metrics
+    assert 'ocrq_page_ocr_seconds_count{engine="tesseract"} 1.0' in metrics  # the scan
+    assert 'ocrq_page_ocr_seconds_count{engine="text_layer"} 2.0' in metrics  # the typed letter
 
 
 def test_a_webhook_that_fails_first_is_retried_with_backoff_signed_and_recorded(cluster: Cluster) -> None:

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow
 
 QUEUE_ENV = {
     "OCRQ_ENGINES": "tesseract",
+    "OCRQ_TEXT_LAYER": "off",  # the typed PDFs stand in for scans: workers must take their time on each
     "OCRQ_PAGE_TIME_LIMIT": "8",
     "OCRQ_VISIBILITY_TIMEOUT": "12",
     "OCRQ_RECONCILE_GRACE": "2",
@@ -96,6 +97,7 @@ def test_a_batch_through_the_queue_matches_the_embedded_run(queue: Queue, tmp_pa
     embedded_env = {
         "OCRQ_BROKER_URL": None,
         "OCRQ_ENGINES": "tesseract",
+        "OCRQ_TEXT_LAYER": "off",
         "OCRQ_TESSERACT_LANGS": "eng",
         "OCRQ_DATABASE_URL": f"sqlite:///{tmp_path / 'e.db'}",
     }

@@ -44,6 +44,7 @@ def test_pages_flow_around_an_outage_and_back(tmp_path: Path, make_settings: Cal
         settings = make_settings(
             engines=["vllm", "tesseract"], vllm_url=server.url, vllm_served_model_name="test-model",
             vllm_retries=0, prompt_mode="text_only", page_workers=1, tesseract_langs="eng",
+            text_layer="off",  # the typed PDF stands in for scans: the engines must read every page
         )  # fmt: skip
 
         def chain(settings: Settings) -> EngineChain:

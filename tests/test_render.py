@@ -230,11 +230,29 @@ def test_missing_file_is_a_missing_source(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])
-def test_truncated_pdf_is_unreadable_not_blank_pages(tmp_path: Path, keep: float) -> None:
+def test_truncated_pdf_opens_and_every_page_says_it_is_damaged(tmp_path: Path, keep: float) -> None:
+    """MuPDF repairs what it can; each page is read, flagged, never silently whole (issue 11)."""
     source = make_text_pdf(tmp_path / "whole.pdf", ["Invoice number seven", "Счёт номер семь"])
+    with opened(make_truncated(source, tmp_path / "cut.pdf", keep=keep)) as document:
+        assert document.page_count == 2
+        for index in range(document.page_count):
+            _, notes = document.render_with_notes(index, "L")
+            assert notes and {(note.code, note.warning) for note in notes} == {("damaged_source", True)}
+            assert "truncated" in notes[0].message
+
+
+def test_truncated_pdf_without_a_recoverable_page_is_unreadable(tmp_path: Path) -> None:
+    document = pymupdf.open()
+    document.new_page().insert_text((72, 72), "Only page")
+    document.save(tmp_path / "packed.pdf", use_objstms=True, deflate=True)  # page tree inside a stream
     with pytest.raises(UnreadableDocument) as raised:
-        opened(make_truncated(source, tmp_path / "cut.pdf", keep=keep))
+        opened(make_truncated(tmp_path / "packed.pdf", tmp_path / "cut.pdf", keep=0.5))
     assert raised.value.code == "unreadable"
+
+
+def test_sound_pdf_pages_have_no_notes(tmp_path: Path) -> None:
+    with opened(make_text_pdf(tmp_path / "fine.pdf", ["Nothing wrong here"])) as document:
+        assert document.render_with_notes(0, "L")[1] == []
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,7 @@ def vllm_settings(make_settings: Callable[..., Settings], server: HfServer, **ov
         "vllm_ladder_retries": 0,
         "vllm_adapt_every_s": 0,
         "prompt_mode": PromptMode.TEXT_ONLY,
+        "text_layer": "off",  # the typed test PDFs stand in for scans: the model must read them
     }
     return make_settings(**(base | overrides))
 
@@ -241,6 +242,7 @@ def test_chain_vllm_then_remote_transformers_then_tesseract(
         breaker_failures=100,
         render_dpi=72,
         prompt_mode=PromptMode.TEXT_ONLY,
+        text_layer="off",  # the typed PDF stands in for scans: the chain must read it
     )
     chain = build_chain(settings)
     assert [type(e).__name__ for e in chain.engines] == [

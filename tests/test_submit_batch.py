@@ -76,11 +76,12 @@ def test_bad_documents_get_codes_and_the_batch_goes_on(tmp_path: Path, settings:
         "letters.pdf": None,
         "nested/scan.png": None,
         "locked.pdf": "encrypted",
-        "broken.pdf": "unreadable",
+        "broken.pdf": "damaged_source",  # a truncated PDF: read page by page, flagged (issue 11)
         "zero.pdf": "empty",
         "notes.pdf": "unsupported_type",
     }
     assert documents["letters.pdf"]["status"] == "done"
+    assert documents["broken.pdf"]["status"] == "partial"
     assert documents["locked.pdf"]["status"] == "failed"
     assert "locked.pdf" in result.output  # failed documents are listed in the summary
     assert json.loads((out / "locked.pdf.json").read_text())["error"]["code"] == "encrypted"
@@ -140,19 +141,21 @@ def test_results_and_timings_land_in_the_database(
     from ocrq.db.migrations import upgrade
 
     upgrade(database_url)
-    settings = make_settings(database_url=database_url)
+    settings = make_settings(database_url=database_url, text_layer="off")  # OCR timings, not the layer's
     folder = _bad_folder(tmp_path / "in")
     batch = run_embedded_batch(settings, BatchRequest([folder], tmp_path / "out"))
-    assert batch["counts"]["documents"] == {"done": 2, "failed": 4}
+    assert batch["counts"]["documents"] == {"done": 2, "partial": 1, "failed": 3}  # partial: truncated
     sessions = make_session_factory(make_engine(database_url))
     with sessions() as session:
-        pages = session.scalars(select(Page).where(Page.status == "done")).all()
+        whole = select(Document.id).where(Document.relpath != "broken.pdf")
+        pages = session.scalars(select(Page).where(Page.status == "done", Page.document_id.in_(whole))).all()
         assert len(pages) == 3
         for page in pages:
             assert page.engine == "tesseract" and page.text and page.cells
             assert page.queued_at <= page.started_at <= page.finished_at
             assert page.render_ms > 0 and page.ocr_ms > 0 and page.width > 0
-        assert session.scalar(select(func.count()).select_from(Attempt).where(Attempt.outcome == "ok")) == 3
+        ok = select(func.count()).select_from(Attempt).join(Page).where(Attempt.outcome == "ok")
+        assert session.scalar(ok.where(Page.document_id.in_(whole))) == 3
         scan = session.scalars(select(Document).where(Document.relpath == "nested/scan.png")).one()
         assert (scan.detected_type, scan.page_count, len(scan.sha256)) == ("png", 1, 64)
 

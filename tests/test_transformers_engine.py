@@ -58,6 +58,7 @@ def tiny_settings(make_settings: Callable[..., Settings], tiny_model: Path) -> C
             "transformers_max_new_tokens": MAX_NEW_TOKENS,
             "transformers_device": "cpu",
             "transformers_ladder_retries": 0,  # one greedy generation per page unless a test climbs
+            "text_layer": "off",  # the typed test PDFs stand in for scans: the model must read them
         }
         return make_settings(**(base | overrides))
 

@@ -1,7 +1,9 @@
-"""The page pipeline: claim a page, render it, run the engine chain, store the outcome.
+"""The page pipeline: claim a page, read its text layer or render it and run the engine chain, store it.
 
 The in-process runner and the Celery page task both call :meth:`PagePipeline.process`;
-it is the only place a page gets OCRed.
+it is the only place a page gets OCRed. A PDF page whose own text the gate trusts
+(``OCRQ_TEXT_LAYER``) is read from the file and never rendered; the decision is kept on
+the page as a note and in the attempts, either way.
 """
 
 from __future__ import annotations
@@ -11,18 +13,22 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
 
+from ocrq.db.models import utcnow
 from ocrq.errors import OcrqError, PageRenderError
 from ocrq.jobs.store import JobStore, PageClaim, PageFinish
-from ocrq.schemas import DocumentType, PageStatus, PageTask
+from ocrq.schemas import DocumentType, PageNote, PageStatus, PageTask
 from ocrq.settings import Settings
-from ocrq.worker.documents.render import OpenedDocument, RenderLimits, open_document
+from ocrq.worker.documents.render import OpenedDocument, PdfDocument, RenderLimits, open_document
 from ocrq.worker.engines.chain import AttemptRecord, ChainOutcome, EngineChain, chain_failure
+from ocrq.worker.engines.regions import append_region, read_in_tiles, recognize_region
 from ocrq.worker.engines.selection import build_chain
+from ocrq.worker.engines.text_layer import ENGINE_NAME, MODEL, LayerReading, read_text_layer, text_pictures
+from ocrq.worker.engines.text_layer_gate import AGREEMENT_NEEDED, REJECTED, layer_agreement
 
 OPEN_DOCUMENTS_PER_THREAD = 2
 HOLD_POLL_SECONDS = 0.5
@@ -89,11 +95,17 @@ class OpenDocuments:
 
 class PagePipeline:
     def __init__(
-        self, store: JobStore, chain: EngineChain, limits: RenderLimits, task: PageTask | None = None
+        self,
+        store: JobStore,
+        chain: EngineChain,
+        limits: RenderLimits,
+        task: PageTask | None = None,
+        text_layer: str = "auto",
     ) -> None:
         self.store, self.chain, self.task = store, chain, task or PageTask()
         self.documents = OpenDocuments(limits)
         self.sleep: Callable[[float], None] = time.sleep
+        self.text_layer = text_layer
 
     def process(self, page_id: int, *, allow_retry: bool = False) -> PageOutcome:
         """OCR one page; safe to call again for the same page (a no-op once it is finished).
@@ -120,21 +132,15 @@ class PagePipeline:
     def _run(self, claim: PageClaim, can_requeue: bool = False) -> PageFinish:
         clock = time.perf_counter()
         try:
-            image = self._render(claim)
+            return self._read(claim, clock, can_requeue)
         except OcrqError as error:
             return PageFinish(None, error, _ms_since(clock), None)
         except Exception as exc:  # a renderer bug fails this page, not the batch
-            log.exception("rendering page %d of %s failed unexpectedly", claim.index, claim.path)
-            error = PageRenderError(f"unexpected {type(exc).__name__}: {exc}")
-            return PageFinish(None, error, _ms_since(clock), None)
-        render_ms = _ms_since(clock)
-        outcome = self._read(image, can_requeue)
-        if outcome.held:
-            return PageFinish(None, self.chain.held_error(), render_ms, image.size, outcome.attempts)
-        error = None if outcome.result else chain_failure(outcome.attempts)
-        return PageFinish(outcome.result, error, render_ms, image.size, outcome.attempts)
+            log.exception("reading page %d of %s failed unexpectedly", claim.index, claim.path)
+            failure = PageRenderError(f"unexpected {type(exc).__name__}: {exc}")
+            return PageFinish(None, failure, _ms_since(clock), None)
 
-    def _read(self, image: Image.Image, can_requeue: bool) -> ChainOutcome:
+    def _wait_for_primary(self, image: Image.Image, can_requeue: bool) -> ChainOutcome:
         """The chain's reading; while the primary engine is briefly down the page waits for it.
 
         A page the queue can take back is handed back (held); otherwise it
@@ -149,9 +155,108 @@ class PagePipeline:
                 return ChainOutcome(outcome.result, attempts, outcome.held)
             self.sleep(min(HOLD_POLL_MAX_SECONDS, HOLD_POLL_SECONDS * 2 ** len(attempts)))
 
-    def _render(self, claim: PageClaim) -> Image.Image:
+    def _read(self, claim: PageClaim, clock: float, can_requeue: bool = False) -> PageFinish:
         document = self.documents.get(claim.path, claim.doc_type)
-        return document.render(claim.index, self.chain.image_mode)
+        notes: list[PageNote] = []
+        attempts: list[AttemptRecord] = []
+        if self.text_layer != "off" and isinstance(document, PdfDocument):
+            reading, attempt = self._read_layer(document, claim.index)
+            if reading.result is not None and reading.doubt:
+                return self._settle_doubt(document, claim.index, reading, attempt, clock)
+            if reading.result is not None:
+                return self._with_pictures(document, claim.index, reading, [attempt], clock)
+            notes, attempts = list(reading.notes), [attempt]
+        if document.needs_tiles(claim.index):
+            return self._read_tiles(document, claim.index, notes, attempts, clock)
+        image, render_notes = document.render_with_notes(claim.index, self.chain.image_mode)
+        render_ms = _ms_since(clock)
+        outcome = self._wait_for_primary(image, can_requeue)
+        attempts = attempts + outcome.attempts
+        if outcome.held:
+            return PageFinish(None, self.chain.held_error(), render_ms, image.size, attempts)
+        if outcome.result is None:
+            return PageFinish(None, chain_failure(outcome.attempts), render_ms, image.size, attempts)
+        outcome.result.notes[:0] = notes + render_notes
+        return PageFinish(outcome.result, None, render_ms, image.size, attempts)
+
+    def _read_tiles(
+        self,
+        document: PdfDocument,
+        index: int,
+        notes: list[PageNote],
+        attempts: list[AttemptRecord],
+        clock: float,
+    ) -> PageFinish:
+        tiled = read_in_tiles(self.chain, document, index, self.task)
+        attempts = attempts + tiled.attempts
+        if tiled.result is None:
+            return PageFinish(None, chain_failure(tiled.attempts), tiled.render_ms, tiled.size, attempts)
+        tiled.result.notes[:0] = notes + tiled.notes
+        return PageFinish(tiled.result, None, tiled.render_ms, tiled.size, attempts)
+
+    def _settle_doubt(
+        self, document: PdfDocument, index: int, reading: LayerReading, attempt: AttemptRecord, clock: float
+    ) -> PageFinish:
+        """A layer the gate doubts is used only if the page's OCR finds mostly the same words."""
+        layer = reading.result
+        assert layer is not None
+        image, render_notes = document.render_with_notes(index, self.chain.image_mode)
+        render_ms = _ms_since(clock)
+        ocr, tried = self.chain.recognize(image, self.task)
+        agreement = layer_agreement(layer.text, ocr.text) if ocr else 1.0
+        if ocr is None or agreement >= AGREEMENT_NEEDED:
+            layer.notes.append(
+                PageNote(
+                    "text_layer_checked", f"the layer and the OCR agree on {agreement:.0%} of their words"
+                )
+            )
+            return PageFinish(layer, None, render_ms, reading.size, [attempt, *tried])
+        why = f"disagrees_with_ocr: the layer and the OCR agree on {agreement:.0%} of words ({reading.doubt})"
+        rejected = replace(attempt, outcome="rejected", error_code=REJECTED, error_message=why)
+        ocr.notes[:0] = list(dict.fromkeys([PageNote(REJECTED, why), *reading.damage, *render_notes]))
+        return PageFinish(ocr, None, render_ms, image.size, [rejected, *tried])
+
+    def _with_pictures(
+        self,
+        document: PdfDocument,
+        index: int,
+        reading: LayerReading,
+        attempts: list[AttemptRecord],
+        clock: float,
+    ) -> PageFinish:
+        """A layer page showing pictures big enough to hold text: those are rendered and OCRed too."""
+        result = reading.result
+        assert result is not None
+        pictures = text_pictures(reading)
+        if not pictures:
+            return PageFinish(result, None, None, reading.size, attempts)
+        image, _ = document.render_with_notes(index, self.chain.image_mode)
+        render_ms = _ms_since(clock)
+        for box in pictures:
+            found, tried = recognize_region(self.chain, image, box, self.task)
+            attempts += tried
+            if found is not None:
+                append_region(result, found)
+        result.notes.append(PageNote("pictures_ocred", f"{len(pictures)} picture(s) on the page were OCRed"))
+        return PageFinish(result, None, render_ms, image.size, attempts)
+
+    def _read_layer(self, document: PdfDocument, index: int) -> tuple[LayerReading, AttemptRecord]:
+        """The page from its own text, or the gate's reason why not (recorded as an attempt)."""
+        started, clock = utcnow(), time.perf_counter()
+        only = self.text_layer == "only"
+        reading, damage = document.with_page(index, lambda page, zoom: read_text_layer(page, zoom, only))
+        reading = reading.with_damage(damage)
+        used = reading.result is not None
+        attempt = AttemptRecord(
+            ENGINE_NAME,
+            MODEL,
+            started,
+            _ms_since(clock),
+            "ok" if used else "rejected",
+            None if used else reading.verdict.code,
+            reading.verdict.message,
+        )
+        return reading, attempt
 
 
 def _ms_since(clock: float) -> float:
@@ -163,4 +268,5 @@ def pipeline_for(
 ) -> PagePipeline:
     """A pipeline configured as ``settings`` say: engines, render limits, what to ask the engines."""
     limits = RenderLimits.from_settings(settings)
-    return PagePipeline(store, chain_factory(settings), limits, PageTask(settings.prompt_mode))
+    task = PageTask(settings.prompt_mode)
+    return PagePipeline(store, chain_factory(settings), limits, task, settings.text_layer)

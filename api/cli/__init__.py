@@ -64,6 +64,11 @@ def cli(verbose: bool) -> None:
     help="With --wait: give up following after this many seconds (exit 4, the job goes on).",
 )
 @click.option("--outputs", help=OUTPUTS_HELP)
+@click.option(
+    "--text-layer",
+    type=click.Choice(["auto", "off", "only"]),
+    help="PDF pages' own text: auto (trusted, else OCR), off (always OCR), only (default: OCRQ_TEXT_LAYER).",
+)
 def submit_batch(
     paths: tuple[Path, ...],
     out_dir: Path | None,
@@ -71,6 +76,7 @@ def submit_batch(
     wait: bool,
     timeout: float | None,
     outputs: str | None,
+    text_layer: str | None,
 ) -> None:
     """OCR every document in PATHS (files or folders, walked recursively).
 
@@ -79,7 +85,7 @@ def submit_batch(
     Exit codes: 0 all done, 3 some documents failed, 2 usage (no documents),
     1 ocrq failed, 4 ``--timeout`` reached with the job still running, 130 Ctrl-C.
     """
-    settings = load_settings(outputs)
+    settings = load_settings(outputs, text_layer)
     out = out_dir or settings.output_dir
     sources = find_sources(settings, list(paths), out)
     if not settings.embedded:

@@ -30,10 +30,12 @@ err_console = Console(stderr=True)
 OUTPUTS_HELP = "Result files, comma-separated: md,json,txt,pdf,alto,layout (default: OCRQ_OUTPUTS)."
 
 
-def load_settings(outputs: str | None = None) -> Settings:
-    """Bad settings are a usage error (exit 2), with pydantic's explanation; ``--outputs`` wins."""
+def load_settings(outputs: str | None = None, text_layer: str | None = None) -> Settings:
+    """Bad settings are a usage error (exit 2), with pydantic's explanation; ``--outputs`` and
+    ``--text-layer`` win over the environment."""
+    chosen = {"outputs": outputs, "text_layer": text_layer}
     try:
-        return build_settings(**({"outputs": outputs} if outputs is not None else {}))
+        return build_settings(**{name: value for name, value in chosen.items() if value is not None})
     except ValidationError as error:
         raise click.UsageError(mask_text(f"bad OCRQ_ settings:\n{error}")) from error
 

@@ -114,7 +114,12 @@ def _fallbacks(session: Session) -> CounterMetricFamily:
         select(func.count(func.distinct(Page.id)))
         .select_from(Page)
         .join(
-            Attempt, and_(Attempt.page_id == Page.id, Attempt.outcome != "ok", Attempt.engine != Page.engine)
+            Attempt,
+            and_(
+                Attempt.page_id == Page.id,
+                Attempt.outcome.not_in(("ok", "rejected")),  # "rejected": the text-layer gate's decision
+                Attempt.engine != Page.engine,
+            ),
         )
         .where(Page.status == PageStatus.DONE)
     )

@@ -47,6 +47,10 @@ class JobOptions(BaseModel):
     model: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[\w.:/-]+$")
     prompt_mode: PromptMode | None = None
     dpi: int | None = Field(None, ge=36, le=1200)
+    text_layer: Literal["auto", "off", "only"] | None = Field(
+        None,
+        description="PDF pages' own text: auto (where trusted, else OCR), off (always OCR), only (never OCR)",
+    )
     priority: int = Field(5, ge=0, le=9, description="0 lowest, 9 highest: overtakes lower jobs in the queue")
     callback_url: HttpUrl | None = Field(None, description="POSTed to, signed, when the job ends")
     force: bool = Field(False, description="OCR again documents already done with the same settings")
@@ -192,6 +196,10 @@ class PagePublic(BaseModel):
     text: str | None
     markdown: str | None
     cells: list[dict[str, Any]]
+    notes: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="How the page was read: text layer used or rejected and why, damage (warning), tiles",
+    )
     error: dict[str, Any] | None
     timings: dict[str, Any]
     tokens: dict[str, Any]

@@ -39,6 +39,8 @@ def job_settings(settings: Settings, options: JobOptions) -> Settings:
         changes["vllm_model"] = options.model
     if options.prompt_mode:
         changes["prompt_mode"] = options.prompt_mode
+    if options.text_layer:
+        changes["text_layer"] = options.text_layer
     return settings.model_copy(update=changes)
 
 

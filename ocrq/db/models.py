@@ -147,6 +147,9 @@ class Page(Base):
     error_message: Mapped[str | None] = mapped_column(ShownText)
     reused: Mapped[bool] = mapped_column(Boolean, default=False)
     """True when the result was carried over from an earlier run of the same content."""
+    notes: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonColumn)
+    """How the page was read (text layer trusted or why not, damage MuPDF reported, tiles);
+    a note with ``warning`` true means content may be missing and makes its document partial."""
 
     document: Mapped[Document] = relationship(back_populates="pages")
     attempts: Mapped[list[Attempt]] = relationship(

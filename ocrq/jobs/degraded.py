@@ -34,12 +34,17 @@ def record_primary_engine(
         session.execute(update(Job).where(Job.id == job_id, unchanged).values(primary_engine=engine))
 
 
+EXACT_ENGINES = ("text_layer",)
+"""Engines that copy a page's own text instead of guessing it: never a weaker reading than the primary."""
+
+
 def is_degraded() -> ColumnElement[bool]:
     """For a query joining pages to their job: the page was read by a fallback engine."""
     return and_(
         Page.status == PageStatus.DONE,
         Job.primary_engine.is_not(None),
         Page.engine != Job.primary_engine,
+        Page.engine.not_in(EXACT_ENGINES),
     )
 
 

@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Update, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -253,6 +254,7 @@ class JobStore:
     def _close_if_complete(self, session: Session, document_id: int) -> None:
         if _finalize_document(session, document_id):
             _explain_page_failures(session, document_id)
+            _flag_page_warnings(session, document_id)
             self._finalize_job_of(session, document_id)
 
     def _finalize_job_of(self, session: Session, document_id: int) -> None:
@@ -299,6 +301,7 @@ def _page_values(finish: PageFinish) -> dict[str, object]:
         "ocr_ms": result.ocr_ms,
         "tokens_in": result.tokens_in,
         "tokens_out": result.tokens_out,
+        "notes": result.notes_json() or None,
     }
 
 
@@ -350,6 +353,41 @@ def _explain_page_failures(session: Session, document_id: int) -> None:
         f"{document.pages_failed} of {document.page_count} page(s) failed; "
         f"first, page {first.index + 1}: {first.error_message}"
     )
+
+
+def _flag_page_warnings(session: Session, document_id: int) -> None:
+    """A document whose pages were read with content lost (a warning note) is partial, never done.
+
+    It takes the first warning's code and lists the pages, unless a failed page already explains it.
+    """
+    warned = _warned_pages(session, document_id)
+    document = session.get_one(Document, document_id)
+    if not warned or document.status == DocumentStatus.FAILED:
+        return
+    document.status = DocumentStatus.PARTIAL
+    if document.error_code:
+        return
+    first_index, first = warned[0]
+    pages = ", ".join(str(index + 1) for index, _ in warned)
+    document.error_code = first["code"]
+    document.error_message = (
+        f"{len(warned)} of {document.page_count} page(s) read with content possibly lost "
+        f"(pages {pages}); first, page {first_index + 1}: {first['message']}"
+    )
+
+
+def _warned_pages(session: Session, document_id: int) -> list[tuple[int, dict[str, Any]]]:
+    rows = session.execute(
+        select(Page.index, Page.notes)
+        .where(Page.document_id == document_id, Page.status == PageStatus.DONE, Page.notes.is_not(None))
+        .order_by(Page.index)
+    ).all()
+    warned = []
+    for index, notes in rows:
+        first = next((note for note in notes or [] if note.get("warning")), None)
+        if first is not None:
+            warned.append((index, first))
+    return warned
 
 
 def finalize_job(session: Session, job_id: int) -> bool:

@@ -36,6 +36,7 @@ REUSED_PAGE_FIELDS = (
     "ocr_ms",
     "tokens_in",
     "tokens_out",
+    "notes",
 )
 
 

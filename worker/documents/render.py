@@ -16,14 +16,15 @@ import os
 import struct
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import pymupdf
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile
 
 from ocrq.db.fs_text import has_undecodable
 from ocrq.errors import (
@@ -36,15 +37,21 @@ from ocrq.errors import (
     TooLarge,
     UnreadableDocument,
 )
-from ocrq.schemas import DocumentType
+from ocrq.schemas import DocumentType, PageNote
 from ocrq.settings import Settings
+from ocrq.worker.documents.pdf_damage import damage_notes, scale_notes, whole_file_damage
+from ocrq.worker.documents.pixels import fit_pixels, image_page
+
+__all__ = ["fit_pixels", "image_page"]  # re-exported: callers read pages through this module
+
+T = TypeVar("T")
 
 PAGE_MODES = ("L", "RGB")
 POINTS_PER_INCH = 72
 PDF_TAIL_BYTES = 1024
 """Readers look for ``%%EOF`` in the last 1024 bytes; a file without it was cut short."""
-
 MUPDF_ERRORS = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
+EXIF_ORIENTATION = 0x0112
 PILLOW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error)
 
 PILLOW_FORMATS = {
@@ -55,8 +62,6 @@ PILLOW_FORMATS = {
     DocumentType.BMP: "BMP",
     DocumentType.GIF: "GIF",
 }
-NEAREST_ONLY_MODES = frozenset({"1", "P", "PA"})
-"""Pillow resizes these by picking pixels; converting them first keeps thin strokes."""
 
 _MUPDF_LOCK = threading.Lock()
 """PyMuPDF shares one MuPDF context and is not thread-safe; page workers take turns."""
@@ -90,6 +95,27 @@ class OpenedDocument(ABC):
     @abstractmethod
     def render(self, index: int, mode: str) -> Image.Image:
         """Page ``index`` (0-based) in Pillow mode "L" or "RGB"; a failure fails only this page."""
+
+    def render_with_notes(self, index: int, mode: str) -> tuple[Image.Image, list[PageNote]]:
+        """:meth:`render`, plus what the user should know about how the page was drawn."""
+        return self.render(index, mode), []
+
+    def needs_tiles(self, index: int) -> bool:
+        """Whether the page exceeds the pixel cap at full resolution (read in tiles, not shrunk)."""
+        return False
+
+    def full_size(self, index: int) -> tuple[float, tuple[int, int]]:
+        """The zoom of full resolution and the page's pixel size at it."""
+        raise NotImplementedError
+
+    def full_size_at(self, index: int, zoom: float) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def render_region(
+        self, index: int, zoom: float, box: tuple[int, int, int, int], mode: str
+    ) -> tuple[Image.Image, list[PageNote]]:
+        """Part of the page at ``zoom`` (``box`` in pixels of the page as shown): a tile."""
+        raise NotImplementedError
 
     @abstractmethod
     def close(self) -> None:
@@ -140,31 +166,91 @@ def _check_page_count(count: int, limits: RenderLimits, name: str) -> None:
 class PdfDocument(OpenedDocument):
     """A PDF held open by MuPDF; each render loads and rasterises a single page."""
 
-    def __init__(self, document: pymupdf.Document, name: str, limits: RenderLimits) -> None:
+    def __init__(
+        self, document: pymupdf.Document, name: str, limits: RenderLimits, damage: PageNote | None = None
+    ) -> None:
         super().__init__(name, document.page_count, limits)
         self._document: pymupdf.Document | None = document
+        self.damage = damage
+        """Why the whole file is suspect (truncated, repaired); every page carries this note."""
 
     @classmethod
     def open(cls, path: Path, limits: RenderLimits) -> PdfDocument:
         with _MUPDF_LOCK:
+            pymupdf.TOOLS.mupdf_warnings(reset=True)
             document = _open_pdf(path)
             try:
                 with _mupdf_errors(UnreadableDocument, f"{path.name} is not a readable PDF"):
                     _check_pdf(document, path)
                     _check_page_count(document.page_count, limits, path.name)
-                    return cls(document, path.name, limits)
+                    return cls(
+                        document, path.name, limits, whole_file_damage(document, _has_pdf_trailer(path))
+                    )
             except BaseException:
                 document.close()
                 raise
 
     def render(self, index: int, mode: str) -> Image.Image:
+        return self.render_with_notes(index, mode)[0]
+
+    def render_with_notes(self, index: int, mode: str) -> tuple[Image.Image, list[PageNote]]:
+        """The page and a ``damaged_source`` warning when MuPDF drew it with errors (part may be lost)."""
         self._check_request(index, mode)
         colorspace = pymupdf.csGRAY if mode == "L" else pymupdf.csRGB
+        image, notes = self.with_page(index, lambda page, zoom: self._rasterise(page, zoom, mode, colorspace))
+        return image, notes + scale_notes(image, self.limits.dpi)
+
+    def with_page(self, index: int, read: Callable[[pymupdf.Page, float], T]) -> tuple[T, list[PageNote]]:
+        """``read(page, zoom)`` under the MuPDF lock, with the damage notes MuPDF's complaints make.
+
+        ``zoom`` is the scale pages render at (points to pixels); PyMuPDF objects must not
+        escape ``read``.
+        """
+        if not 0 <= index < self.page_count:
+            raise PageRenderError(f"{self.name} has no page {index + 1} (it has {self.page_count})")
         with (
             _MUPDF_LOCK,
             _mupdf_errors(PageRenderError, f"page {index + 1} of {self.name} could not be rendered"),
         ):
-            return self._rasterise(index, mode, colorspace)
+            pymupdf.TOOLS.mupdf_warnings(reset=True)
+            page = self._opened().load_page(index)
+            value = read(page, pdf_zoom(page.rect, self.limits))
+            del page
+            return value, damage_notes(self.damage, pymupdf.TOOLS.mupdf_warnings(reset=True))
+
+    def full_size(self, index: int) -> tuple[float, tuple[int, int]]:
+        """The zoom of the job's DPI and the page's pixel size at it, whatever the pixel cap says."""
+        zoom = self.limits.dpi / POINTS_PER_INCH
+        return zoom, self.full_size_at(index, zoom)
+
+    def full_size_at(self, index: int, zoom: float) -> tuple[int, int]:
+        size, _ = self.with_page(index, lambda page, _: (page.rect * pymupdf.Matrix(zoom, zoom)).irect)
+        return size.width, size.height
+
+    def needs_tiles(self, index: int) -> bool:
+        """Whether the page at the job's DPI exceeds the pixel cap (it would be shrunk to fit)."""
+        _, (width, height) = self.full_size(index)
+        return width * height > self.limits.max_page_pixels
+
+    def render_region(
+        self, index: int, zoom: float, box: tuple[int, int, int, int], mode: str
+    ) -> tuple[Image.Image, list[PageNote]]:
+        """Part of the page (``box`` in pixels of the page as shown, at ``zoom``): a tile of a huge page."""
+        self._check_request(index, mode)
+        colorspace = pymupdf.csGRAY if mode == "L" else pymupdf.csRGB
+        clip = pymupdf.Rect(box) / zoom  # in the shown (rotated) page's points, as PyMuPDF clips
+
+        def draw(page: pymupdf.Page, _: float) -> Image.Image:
+            pixmap = page.get_pixmap(
+                matrix=pymupdf.Matrix(zoom, zoom), clip=clip, colorspace=colorspace, alpha=False
+            )
+            image = Image.frombytes(mode, (pixmap.width, pixmap.height), pixmap.samples_mv)
+            image.info["dpi"] = (zoom * POINTS_PER_INCH, zoom * POINTS_PER_INCH)
+            del pixmap
+            pymupdf.TOOLS.store_shrink(100)
+            return image
+
+        return self.with_page(index, draw)
 
     def close(self) -> None:
         with _MUPDF_LOCK:
@@ -172,14 +258,14 @@ class PdfDocument(OpenedDocument):
                 self._document.close()
                 self._document = None
 
-    def _rasterise(self, index: int, mode: str, colorspace: pymupdf.Colorspace) -> Image.Image:
-        """Runs under the lock, so the page and pixmap are also freed under it when this returns."""
-        page = self._opened().load_page(index)
-        zoom = pdf_zoom(page.rect, self.limits)
+    def _rasterise(
+        self, page: pymupdf.Page, zoom: float, mode: str, colorspace: pymupdf.Colorspace
+    ) -> Image.Image:
+        """Runs under the lock, so the pixmap is also freed under it when this returns."""
         pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=colorspace, alpha=False)
         image = Image.frombytes(mode, (pixmap.width, pixmap.height), pixmap.samples_mv)
         image.info["dpi"] = (zoom * POINTS_PER_INCH, zoom * POINTS_PER_INCH)  # engines size text by it
-        del page, pixmap
+        del pixmap
         pymupdf.TOOLS.store_shrink(100)  # MuPDF caches every decoded image (up to 256 MB): memory flat
         return image
 
@@ -217,15 +303,14 @@ def _check_pdf(document: pymupdf.Document, path: Path) -> None:
     """Refuse what MuPDF opened but cannot give us real pages from.
 
     An owner password alone only restricts permissions and MuPDF opens such
-    files, so only a required user password is refused. MuPDF also "repairs"
-    truncated files into pages that render blank or half-drawn; a repaired file
-    that also lacks its end-of-file marker was cut short, and OCRing it would
-    report empty text as success.
+    files, so only a required user password is refused. A damaged file that
+    MuPDF repairs is read page by page (each page says what it lost); only one
+    from which no page at all could be recovered is unreadable.
     """
     if document.needs_pass:
         raise EncryptedDocument(f"{path.name} is encrypted and needs a password to open")
-    if document.is_repaired and (document.page_count == 0 or not _has_pdf_trailer(path)):
-        raise UnreadableDocument(f"{path.name} is damaged or truncated; no complete page could be recovered")
+    if document.is_repaired and document.page_count == 0:
+        raise UnreadableDocument(f"{path.name} is damaged or truncated; no page could be recovered")
 
 
 def _has_pdf_trailer(path: Path) -> bool:
@@ -292,6 +377,60 @@ class ImageDocument(OpenedDocument):
             _check_source_pixels(image, self.limits, self.name)
             return image_page(image, mode, self.limits.max_page_pixels)
 
+    def render_with_notes(self, index: int, mode: str) -> tuple[Image.Image, list[PageNote]]:
+        image = self.render(index, mode)
+        width, height = self._upright_size(index)
+        if image.width * image.height >= width * height:
+            return image, []
+        message = (
+            f"downscaled from {width}x{height} to {image.width}x{image.height} pixels (OCRQ_MAX_PAGE_PIXELS)"
+        )
+        return image, [PageNote("scale_note", message)]
+
+    def needs_tiles(self, index: int) -> bool:
+        width, height = self._upright_size(index)
+        return width * height > self.limits.max_page_pixels
+
+    def full_size(self, index: int) -> tuple[float, tuple[int, int]]:
+        return 1.0, self._upright_size(index)
+
+    def full_size_at(self, index: int, zoom: float) -> tuple[int, int]:
+        width, height = self._upright_size(index)
+        return max(1, round(width * zoom)), max(1, round(height * zoom))
+
+    def render_region(
+        self, index: int, zoom: float, box: tuple[int, int, int, int], mode: str
+    ) -> tuple[Image.Image, list[PageNote]]:
+        """The frame decoded whole (within the source cap), upright, then cut: one decode per tile."""
+        self._check_request(index, mode)
+        failed = _pillow_errors(
+            PageRenderError, f"page {index + 1} of {self.name} could not be decoded", self.name
+        )
+        with failed, _open_image(self.path, self.doc_type) as image:
+            image.seek(index)
+            whole = image_page(image, mode, self.limits.max_source_pixels)
+        if zoom != 1.0:
+            whole = whole.resize(self.full_size_at(index, zoom), Image.Resampling.LANCZOS)
+        tile = whole.crop(box)
+        tile.info["dpi"] = whole.info.get("dpi") or image.info.get("dpi")
+        return tile, []
+
+    def _upright_size(self, index: int) -> tuple[int, int]:
+        """The frame's size as shown: EXIF orientations 5-8 swap width and height."""
+        with self._opened_frame(index) as image:
+            width, height = image.size
+            turned = image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+        return (height, width) if turned else (width, height)
+
+    def _opened_frame(self, index: int) -> ImageFile.ImageFile:
+        unreadable = _pillow_errors(
+            PageRenderError, f"page {index + 1} of {self.name} cannot be read", self.name
+        )
+        with unreadable:
+            image = _open_image(self.path, self.doc_type)
+            image.seek(index)
+            return image
+
     def close(self) -> None:
         """Nothing to release: the file is only open during a render."""
 
@@ -323,62 +462,3 @@ def _pillow_errors(error: type[InputError], context: str, name: str) -> Iterator
         raise TooLarge(f"{name} is too large to decode safely: {exc}") from exc
     except PILLOW_ERRORS as exc:
         raise error(f"{context}: {exc}") from exc
-
-
-def image_page(image: ImageFile.ImageFile, mode: str, max_pixels: int) -> Image.Image:
-    """Decode the current frame upright, in ``mode``, within ``max_pixels``; a new image, never ``image``."""
-    _draft_within(image, mode, max_pixels)
-    image.load()
-    ImageOps.exif_transpose(image, in_place=True)
-    if image.mode in NEAREST_ONLY_MODES:
-        return fit_pixels(_to_mode(image, mode), max_pixels)
-    return _to_mode(fit_pixels(image, max_pixels), mode)
-
-
-def _draft_within(image: ImageFile.ImageFile, mode: str, max_pixels: int) -> None:
-    """Let libjpeg decode at 1/2, 1/4 or 1/8 size (and straight to grey) instead of full then shrink."""
-    if image.format != "JPEG":
-        return
-    width, height = image.size
-    scale = min(1.0, math.sqrt(max_pixels / (width * height)))
-    image.draft(mode, (math.ceil(width * scale), math.ceil(height * scale)))
-
-
-def fit_pixels(image: Image.Image, max_pixels: int) -> Image.Image:
-    """Shrink, keeping the aspect ratio, to at most ``max_pixels``; small images are returned as they are."""
-    width, height = image.size
-    if width * height <= max_pixels:
-        return image
-    scale = math.sqrt(max_pixels / (width * height))
-    size = (max(1, math.floor(width * scale)), max(1, math.floor(height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
-
-
-def _to_mode(image: Image.Image, mode: str) -> Image.Image:
-    """Always a new image: transparency on white paper, deep pixels scaled, not clipped."""
-    if image.has_transparency_data:
-        image = _on_white(image)
-    elif image.mode.startswith("I") or image.mode == "F":
-        image = _scaled_to_grey(image)
-    try:
-        return image.convert(mode)
-    except ValueError:  # Pillow converts some modes (LAB) only to RGB
-        return image.convert("RGB").convert(mode)
-
-
-def _on_white(image: Image.Image) -> Image.Image:
-    """Transparent areas are blank paper, not black (what a plain convert would give)."""
-    paper = Image.new("RGBA", image.size, "white")
-    paper.alpha_composite(image.convert("RGBA"))
-    return paper.convert("RGB")
-
-
-def _scaled_to_grey(image: Image.Image) -> Image.Image:
-    """16-bit and float pixels mapped onto 0-255 by their range; Pillow's convert clips them to white."""
-    wide = image.convert("F")
-    low, high = wide.getextrema()
-    low, high = min(float(low), 0.0), max(float(high), 255.0)
-    if (low, high) == (0.0, 255.0):
-        return wide.convert("L")
-    scale = 255 / (high - low)
-    return wide.point(lambda value: (value - low) * scale).convert("L")

@@ -136,6 +136,7 @@ def page_entry(page: Page, client_of: Document | None = None) -> dict[str, Any]:
         "text": page.text,
         "markdown": page.markdown,
         "cells": page.cells or [],
+        "notes": page.notes or [],
         "error": error,
         "timings": {
             "queued_at": _iso(page.queued_at),
@@ -156,8 +157,16 @@ def markdown_parts(pages: Iterable[Page]) -> Iterator[str]:
     for number, page in enumerate(pages):
         failed = f"<!-- page failed: {page.error_code} -->"
         body = (page.markdown or "").strip() if page.status == PageStatus.DONE else failed
-        yield ("\n\n" if number else "") + f"<!-- page {page.index + 1} -->\n\n" + body
+        warnings = "".join(
+            f"<!-- warning: {note['code']}: {note['message']} -->\n\n" for note in _warnings(page)
+        )
+        yield ("\n\n" if number else "") + f"<!-- page {page.index + 1} -->\n\n" + warnings + body
     yield "\n"
+
+
+def _warnings(page: Page) -> list[dict[str, Any]]:
+    """Notes saying the page may have lost content: shown where a reader of the Markdown looks."""
+    return [note for note in page.notes or [] if note.get("warning")]
 
 
 def job_summary(sessions: sessionmaker[Session], job_id: int) -> dict[str, Any]:
