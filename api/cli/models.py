@@ -89,9 +89,23 @@ def registry_table(registry: Registry, cache: dict[str, list[str]] | None = None
 @click.command("models")
 @click.option("--constraints", is_flag=True, help="Also list each model's known version constraints.")
 @click.option("--cache", "show_cache", is_flag=True, help="List everything in the local Hugging Face cache.")
-def models_command(constraints: bool, show_cache: bool) -> None:
-    """The models ocrq can drive, what each needs, and whether it is complete in the local HF cache."""
+@click.option(
+    "--check",
+    "check_key",
+    metavar="KEY",
+    help="Only say whether model KEY is whole in the HF cache (one line; exit 1 if not).",
+)
+def models_command(constraints: bool, show_cache: bool, check_key: str | None) -> None:
+    """The models ocrq can drive, what each needs, and whether it is complete in the local HF cache.
+
+    \b
+    Examples:
+      ocrq models                  the registry and what is cached
+      ocrq models --check dots.ocr exit 1 with the reason when its weights are missing
+    """
     console = Console()
+    if check_key:
+        check_weights(check_key)
     if show_cache:
         print_cache(console, everything=True)
         return
@@ -109,3 +123,23 @@ def models_command(constraints: bool, show_cache: bool) -> None:
     if constraints:
         for spec in registry.models.values():
             console.print(f"[bold]{spec.key}[/]: " + "; ".join([*spec.constraints, spec.notes]))
+
+
+def check_weights(key: str) -> None:
+    """For a container's start: name what is missing in one line, instead of a server that never starts."""
+    from ocrq.worker.models.hf_cache import hub_cache_dir
+
+    registry = bundled_registry()
+    if key not in registry.models:
+        raise click.UsageError(f"no model {key!r} in the registry; known: {', '.join(registry.models)}")
+    row = cache_status_for([registry.get(key)])[0]
+    if row.state == "complete":
+        click.echo(f"{key}: complete in {row.snapshot}")
+        raise SystemExit(0)
+    why = f" ({'; '.join(row.problems)})" if row.problems else ""
+    click.echo(
+        f"{key}: {row.state} in the Hugging Face cache {hub_cache_dir()}{why}; on the host run "
+        f"`huggingface-cli download {row.repo_id}` (HF_HOME there is what compose mounts)",
+        err=True,
+    )
+    raise SystemExit(1)
