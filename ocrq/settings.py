@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     output_pdfa: bool = False
     """Write the searchable PDF as PDF/A-2b (pikepdf prepares and validates it); falls back with a reason."""
 
+    log_level: Literal["", "debug", "info", "warning", "error"] = ""
+    """Overrides each command's default (warning; ``-v`` and workers: info). debug shows tracebacks."""
+    log_format: Literal["console", "json"] = "console"
+    """json: one JSON object per line (timestamp, level, logger, event, job_id/document_id/page)."""
+
     # --- Celery (used only with a broker) -------------------------------------
     gpu_queue: str = "gpu"
     """Page tasks go here; give each GPU host its own name to pin jobs to it."""

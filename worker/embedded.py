@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Page
 from ocrq.jobs.store import JobStore
+from ocrq.logs import with_log_context
 from ocrq.schemas import PageStatus
 from ocrq.settings import Settings
 from ocrq.worker.documents.ingest import ingest_document
 from ocrq.worker.engines.chain import EngineChain
 from ocrq.worker.engines.selection import build_chain
-from ocrq.worker.pipeline import PageOutcome, PagePipeline, pipeline_for
+from ocrq.worker.pipeline import PageOutcome, pipeline_for
 
 
 @dataclass(slots=True)
@@ -59,8 +60,9 @@ class EmbeddedRunner:
         progress = job_progress(self.sessions, job_id)
         on_progress(progress)
         pipeline = pipeline_for(self.settings, self.store, self.chain_factory)
+        process = with_log_context(pipeline.process, job_id=job_id)  # page threads: a context each
         try:
-            self._run_pages(pipeline, page_ids, progress, on_progress)
+            self._run_pages(process, pipeline.chain.max_in_flight, page_ids, progress, on_progress)
         finally:
             pipeline.close()
 
@@ -74,12 +76,13 @@ class EmbeddedRunner:
 
     def _run_pages(
         self,
-        pipeline: PagePipeline,
+        process: Callable[[int], PageOutcome],
+        max_in_flight: int,
         page_ids: Iterable[int],
         progress: Progress,
         on_progress: ProgressCallback,
     ) -> None:
-        workers = self.settings.page_workers or pipeline.chain.max_in_flight
+        workers = self.settings.page_workers or max_in_flight
         lock = threading.Lock()
 
         def record(outcome: PageOutcome) -> None:
@@ -89,7 +92,7 @@ class EmbeddedRunner:
                 on_progress(progress)
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocrq-page") as pool:
-            _feed(pool, pipeline.process, page_ids, window=2 * workers, on_result=record)
+            _feed(pool, process, page_ids, window=2 * workers, on_result=record)
 
 
 def job_progress(sessions: sessionmaker[Session], job_id: int) -> Progress:

@@ -18,6 +18,7 @@ from PIL import Image
 
 from ocrq.errors import OcrqError, PageRenderError
 from ocrq.jobs.store import JobStore, PageClaim, PageFinish
+from ocrq.logs import get_logger, log_context
 from ocrq.schemas import DocumentType, PageStatus, PageTask
 from ocrq.settings import Settings
 from ocrq.worker.documents.render import OpenedDocument, RenderLimits, open_document
@@ -27,6 +28,7 @@ from ocrq.worker.engines.selection import build_chain
 OPEN_DOCUMENTS_PER_THREAD = 2
 
 log = logging.getLogger(__name__)
+page_log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,13 @@ class PagePipeline:
         claim = self.store.claim_page(page_id)
         if claim is None:
             return PageOutcome(page_id, None)
+        with log_context(document_id=claim.document_id, page=claim.index + 1, page_id=page_id):
+            return self._process(claim, allow_retry)
+
+    def _process(self, claim: PageClaim, allow_retry: bool) -> PageOutcome:
+        page_id = claim.page_id
         finish = self._run(claim)
+        _log_finish(finish)
         if allow_retry and finish.error is not None and finish.error.retryable:
             self.store.release_page(claim, finish.attempts)
             return PageOutcome(page_id, None, retry=True)
@@ -128,6 +136,15 @@ class PagePipeline:
     def _render(self, claim: PageClaim) -> Image.Image:
         document = self.documents.get(claim.path, claim.doc_type)
         return document.render(claim.index, self.chain.image_mode)
+
+
+def _log_finish(finish: PageFinish) -> None:
+    """One line per page: which engine, how long, or why it failed (ids come from log_context)."""
+    engine = finish.result.engine if finish.result else None
+    outcome = finish.error.code if finish.error else "done"
+    tried = ",".join(f"{attempt.engine}:{attempt.outcome}" for attempt in finish.attempts) or None
+    render_ms = round(finish.render_ms or 0)
+    page_log.info("page finished", outcome=outcome, engine=engine, attempts=tried, render_ms=render_ms)
 
 
 def _ms_since(clock: float) -> float:

@@ -6,16 +6,19 @@ Exit codes: 0 every document done; 3 some documents failed or are partial;
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import click
 
-from ocrq.api.cli.console import PageProgressBar, print_summary
+from ocrq import __version__
+from ocrq.api.cli.console import PageProgressBar
 from ocrq.api.cli.doctor import doctor
 from ocrq.api.cli.exits import EXIT_OK, OUTPUTS_HELP, err_console, exit_for, load_settings, or_exit
 from ocrq.api.cli.hf_cache import hf_cache_command
+from ocrq.api.cli.job_options import apply_job_options, job_option_flags, report
+from ocrq.api.cli.jobs import jobs
+from ocrq.api.cli.logs import configure_logging, configure_logging_once
 from ocrq.api.cli.models import models_command
 from ocrq.api.cli.queue import QUEUE_COMMANDS, submit_to_queue
 from ocrq.api.cli.serve import API_COMMANDS
@@ -24,18 +27,28 @@ from ocrq.api.cli.vllm import vllm
 from ocrq.redaction import install_log_redaction
 from ocrq.settings import Settings
 
+VERSION_MESSAGE = "%(prog)s %(version)s"
 
-@click.group()
-@click.option("-v", "--verbose", is_flag=True, help="Log what the engines and workers do.")
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="ocrq", message=VERSION_MESSAGE)
+@click.option("-v", "--verbose", is_flag=True, help="Log what the engines and workers do; tracebacks too.")
 def cli(verbose: bool) -> None:
-    """ocrq: batch OCR job queue."""
+    """ocrq: batch OCR job queue.
+
+    \b
+    Examples:
+      submit-batch ./scans --out ./results     OCR a folder here (no broker set)
+      ocrq jobs                                the jobs so far
+      ocrq status 12                           one job's counts and problems
+      ocrq doctor                              is everything this setup needs up?
+    """
     install_log_redaction()
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(verbose)
 
 
 @cli.command("submit-batch")
+@click.version_option(__version__, "-V", "--version", prog_name="submit-batch", message=VERSION_MESSAGE)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--out",
@@ -48,21 +61,40 @@ def cli(verbose: bool) -> None:
 )
 @click.option("--wait", is_flag=True, help="With a broker: follow the job to its end and write results.")
 @click.option("--outputs", help=OUTPUTS_HELP)
+@click.option("-v", "--verbose", is_flag=True, help="Log each page (engine, attempts, time).")
+@job_option_flags
 def submit_batch(
-    paths: tuple[Path, ...], out_dir: Path | None, force: bool, wait: bool, outputs: str | None
+    paths: tuple[Path, ...],
+    out_dir: Path | None,
+    force: bool,
+    wait: bool,
+    outputs: str | None,
+    verbose: bool,
+    as_json: bool,
+    priority: int,
+    **flags: str | int | None,
 ) -> None:
     """OCR every document in PATHS (files or folders, walked recursively).
 
     Without OCRQ_BROKER_URL the work runs here; with it, the job is queued for
-    workers and its id printed (``--wait`` follows it like the embedded run).
+    workers and its id printed (--wait follows it like the embedded run).
+
+    \b
+    Examples:
+      submit-batch ./scans --out ./results
+      submit-batch scan.pdf --engines tesseract --dpi 300 --json > batch.json
+      OCRQ_BROKER_URL=redis://localhost:6379/0 submit-batch ./scans --priority 9 --wait
     """
-    settings = load_settings(outputs)
+    install_log_redaction()
+    configure_logging_once(verbose)
+    settings, priority = apply_job_options(load_settings(outputs), force, priority=priority, **flags)
     out = out_dir or settings.output_dir
     if not settings.embedded:
-        submit_to_queue(settings, list(paths), out, force=force, wait=wait)
+        queue_options = {"force": force, "wait": wait, "priority": priority, "as_json": as_json}
+        submit_to_queue(settings, list(paths), out, **queue_options)
         return
     batch = _run_here(settings, list(paths), out, force)
-    print_summary(err_console, batch, str(out))
+    report(batch, str(out), as_json)
     exit_for(batch)
 
 
@@ -70,7 +102,7 @@ def _run_here(settings: Settings, paths: list[Path], out: Path, force: bool) -> 
     from ocrq.worker.batch import BatchRequest, run_embedded_batch
 
     request = BatchRequest(paths, out, force)
-    with PageProgressBar(err_console) as bar:
+    with PageProgressBar(err_console, announce_reuse=True) as bar:
         return or_exit(lambda: run_embedded_batch(settings, request, bar.update))
 
 
@@ -90,7 +122,8 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
-for command in [*QUEUE_COMMANDS, *API_COMMANDS, doctor, vllm, models_command, hf_cache_command, serve_hf]:
+COMMANDS = [*QUEUE_COMMANDS, *API_COMMANDS, jobs, doctor, vllm, models_command, hf_cache_command, serve_hf]
+for command in COMMANDS:
     cli.add_command(command)
 
 

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.api.cli.console import PageProgressBar, print_summary
 from ocrq.api.cli.exits import EXIT_OK, OUTPUTS_HELP, err_console, exit_for, load_settings, or_exit
+from ocrq.api.cli.job_options import announce_queued, report
+from ocrq.api.cli.jobs import require_job
 from ocrq.settings import Settings
 
 POLL_SECONDS = 1.0
@@ -23,7 +25,16 @@ def _open(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
     return or_exit(lambda: open_database(settings))
 
 
-def submit_to_queue(settings: Settings, paths: list[Path], out: Path, *, force: bool, wait: bool) -> None:
+def submit_to_queue(
+    settings: Settings,
+    paths: list[Path],
+    out: Path,
+    *,
+    force: bool,
+    wait: bool,
+    priority: int = 5,
+    as_json: bool = False,
+) -> None:
     """Register and enqueue; print the job id, or follow it to the end with ``wait``."""
     from ocrq.worker.batch import own_files
     from ocrq.worker.documents.sources import walk_sources
@@ -33,13 +44,18 @@ def submit_to_queue(settings: Settings, paths: list[Path], out: Path, *, force: 
     _, sessions = _open(settings)
     sources = walk_sources(paths, exclude=own_files(settings, out))
     dispatcher = Dispatcher(create_app(settings), sessions, settings)
-    job_id = or_exit(lambda: dispatcher.submit(sources, reuse=not force))
-    click.echo(job_id)
-    if wait:
-        follow(sessions, job_id, out, settings)
+    job_id = or_exit(lambda: dispatcher.submit(sources, reuse=not force, priority=priority))
+    if not wait:
+        announce_queued(job_id, as_json)
+    else:
+        if not as_json:
+            click.echo(job_id)
+        follow(sessions, job_id, out, settings, as_json)
 
 
-def follow(sessions: sessionmaker[Session], job_id: int, out: Path, settings: Settings) -> None:
+def follow(
+    sessions: sessionmaker[Session], job_id: int, out: Path, settings: Settings, as_json: bool = False
+) -> None:
     """Progress bar from the database until the job ends, then results and the embedded exit code."""
     from ocrq.worker.embedded import job_progress
     from ocrq.worker.results.files import write_job_outputs
@@ -50,7 +66,7 @@ def follow(sessions: sessionmaker[Session], job_id: int, out: Path, settings: Se
             time.sleep(POLL_SECONDS)
         bar.update(job_progress(sessions, job_id))
     batch = write_job_outputs(sessions, job_id, out, settings)
-    print_summary(err_console, batch, str(out))
+    report(batch, str(out), as_json)
     exit_for(batch)
 
 
@@ -69,11 +85,12 @@ def status(job_id: int, as_json: bool) -> None:
     from ocrq.worker.results.files import job_summary
 
     _, sessions = _open(load_settings())
+    require_job(sessions, job_id)
     summary = or_exit(lambda: job_summary(sessions, job_id))
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
     else:
-        print_summary(err_console, summary, "(not written; see `ocrq results`)")
+        print_summary(err_console, summary, None)
 
 
 @click.command()
@@ -98,6 +115,7 @@ def results(job_id: int, out_dir: Path, outputs: str | None) -> None:
 
     settings = load_settings(outputs)
     _, sessions = _open(settings)
+    require_job(sessions, job_id)
     batch = or_exit(lambda: write_job_outputs(sessions, job_id, out_dir, settings))
     print_summary(err_console, batch, str(out_dir))
     exit_for(batch)

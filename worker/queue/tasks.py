@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.db.models import Document, Job, Page
 from ocrq.db.session import make_engine, make_session_factory
 from ocrq.jobs.store import JobStore
+from ocrq.logs import log_context
 from ocrq.settings import Settings, build_settings
 from ocrq.worker.documents.ingest import ingest_document
 from ocrq.worker.pipeline import PageOutcome, PagePipeline, pipeline_for
@@ -98,8 +99,9 @@ def context() -> WorkerContext:
 def ingest_document_task(document_id: int) -> int:
     """Identify and count a document's pages, then queue those still to OCR."""
     ctx = context()
-    page_ids = ingest_document(ctx.sessions, ctx.settings, document_id)
-    ctx.dispatcher.enqueue_pages(page_ids)
+    with log_context(document_id=document_id):
+        page_ids = ingest_document(ctx.sessions, ctx.settings, document_id)
+        ctx.dispatcher.enqueue_pages(page_ids)
     return len(page_ids)
 
 
@@ -108,8 +110,10 @@ def ocr_page_task(self: Task, page_id: int, job_id: int | None = None) -> str | 
     """OCR one page; while retries last, a page whose engines all failed retryably comes back later."""
     ctx = context()
     retries_left = self.request.retries < ctx.settings.page_retries
-    pipeline = ctx.pipeline_for_job(job_id or ctx.job_of_page(page_id))
-    outcome: PageOutcome = pipeline.process(page_id, allow_retry=retries_left)
+    job_id = job_id or ctx.job_of_page(page_id)
+    pipeline = ctx.pipeline_for_job(job_id)
+    with log_context(job_id=job_id, attempt=self.request.retries + 1):
+        outcome: PageOutcome = pipeline.process(page_id, allow_retry=retries_left)
     if outcome.retry:
         raise self.retry(countdown=ctx.settings.page_retry_backoff_seconds * 2**self.request.retries)
     return outcome.status
