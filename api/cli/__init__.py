@@ -108,13 +108,25 @@ def _run_here(settings: Settings, paths: list[Path], out: Path, force: bool) -> 
 
 @cli.group()
 def db() -> None:
-    """Database schema."""
+    """Database schema.
+
+    \b
+    Examples:
+      ocrq db upgrade
+      OCRQ_DATABASE_URL=postgresql+psycopg://ocrq@db/ocrq ocrq db upgrade
+    """
 
 
 @db.command("upgrade")
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
-    """Apply migrations to OCRQ_DATABASE_URL."""
+    """Apply migrations to OCRQ_DATABASE_URL.
+
+    \b
+    Examples:
+      ocrq db upgrade
+      ocrq db upgrade --revision 0005
+    """
     from ocrq.db.migrations import upgrade
 
     settings = load_settings()

@@ -128,5 +128,11 @@ def print_cache(console: Console, cache_dir: Path | None = None, everything: boo
     help="Hub cache folder (default: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub).",
 )
 def hf_cache_command(everything: bool, cache_dir: Path | None) -> None:
-    """Which registry models are fully in the local Hugging Face cache (ocrq never downloads)."""
+    """Which registry models are fully in the local Hugging Face cache (ocrq never downloads).
+
+    \b
+    Examples:
+      ocrq hf-cache
+      ocrq hf-cache --all
+    """
     print_cache(Console(), cache_dir, everything)

@@ -81,7 +81,13 @@ def _finished(sessions: sessionmaker[Session], job_id: int) -> bool:
 @click.argument("job_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON (batch.json's shape).")
 def status(job_id: int, as_json: bool) -> None:
-    """Show a job's status, counts and per-document errors."""
+    """Show a job's status, counts and per-document errors.
+
+    \b
+    Examples:
+      ocrq status 12
+      ocrq status 12 --json | jq .counts
+    """
     from ocrq.worker.results.files import job_summary
 
     _, sessions = _open(load_settings())
@@ -96,7 +102,12 @@ def status(job_id: int, as_json: bool) -> None:
 @click.command()
 @click.argument("job_id", type=int)
 def cancel(job_id: int) -> None:
-    """Cancel a job: queued pages are skipped, running ones finish."""
+    """Cancel a job: queued pages are skipped, running ones finish.
+
+    \b
+    Examples:
+      ocrq cancel 12
+    """
     from ocrq.jobs.store import JobStore
 
     _, sessions = _open(load_settings())
@@ -110,7 +121,13 @@ def cancel(job_id: int) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--outputs", help=OUTPUTS_HELP)
 def results(job_id: int, out_dir: Path, outputs: str | None) -> None:
-    """Write a job's result files (Markdown, JSON, text, PDF, ALTO...) and batch.json from the database."""
+    """Write a job's result files (Markdown, JSON, text, PDF, ALTO...) and batch.json from the database.
+
+    \b
+    Examples:
+      ocrq results 12 --out ./results
+      ocrq results 12 --out ./results --outputs md,txt
+    """
     from ocrq.worker.results.files import write_job_outputs
 
     settings = load_settings(outputs)
@@ -126,7 +143,13 @@ def results(job_id: int, out_dir: Path, outputs: str | None) -> None:
 @click.option("--concurrency", "-c", type=int, help="Override the role's default.")
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(role: str, concurrency: int | None, loglevel: str) -> None:
-    """Run a Celery worker: gpu = page OCR (threads), cpu = ingest (processes), all = both."""
+    """Run a Celery worker: gpu = page OCR (threads), cpu = ingest (processes), all = both.
+
+    \b
+    Examples:
+      ocrq worker --role all
+      CUDA_VISIBLE_DEVICES=1 ocrq worker --role gpu
+    """
     from ocrq.worker.queue.celery_app import create_app
     from ocrq.worker.queue.roles import worker_argv
 
@@ -138,7 +161,12 @@ def worker(role: str, concurrency: int | None, loglevel: str) -> None:
 @click.command()
 @click.option("--schedule-file", default="celerybeat-schedule", show_default=True)
 def beat(schedule_file: str) -> None:
-    """Run the scheduler (reconciler, nightly inbox); refuses if another beat runs."""
+    """Run the scheduler (reconciler, nightly inbox); refuses if another beat runs.
+
+    \b
+    Examples:
+      ocrq beat
+    """
     from ocrq.worker.queue.beat_lock import BeatLock
     from ocrq.worker.queue.celery_app import create_app
 
@@ -180,7 +208,12 @@ def flower_auth_problem(basic_auth: str | None) -> str | None:
     help="Interface to listen on; 0.0.0.0 exposes Flower (and task arguments) to the network.",
 )
 def flower(port: int, address: str) -> None:
-    """Run Flower with basic auth from OCRQ_FLOWER_BASIC_AUTH (a password of 12+ characters)."""
+    """Run Flower with basic auth from OCRQ_FLOWER_BASIC_AUTH (a password of 12+ characters).
+
+    \b
+    Examples:
+      OCRQ_FLOWER_BASIC_AUTH=admin:a-long-password ocrq flower
+    """
     from ocrq.worker.queue.celery_app import create_app
 
     settings = load_settings()
@@ -193,7 +226,7 @@ def flower(port: int, address: str) -> None:
 
 
 @click.command()
-@click.option("--now", is_flag=True, required=True, help="Run the nightly inbox ingestion once, now.")
+@click.option("--now", is_flag=True, hidden=True, help="Accepted for old crontab lines.")
 @click.option(
     "--out",
     "out_dir",
@@ -201,7 +234,13 @@ def flower(port: int, address: str) -> None:
     help="Embedded mode only: where results go.",
 )
 def ingest(now: bool, out_dir: Path | None) -> None:
-    """Ingest OCRQ_INBOX_DIR once (what beat does nightly); for a plain crontab line."""
+    """Ingest OCRQ_INBOX_DIR once (what beat does nightly); for a plain crontab line.
+
+    \b
+    Examples:
+      ocrq ingest
+      OCRQ_INBOX_DIR=/srv/inbox ocrq ingest --out ./results
+    """
     from ocrq.worker.inbox_now import ingest_inbox_now
 
     settings = load_settings()

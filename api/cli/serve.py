@@ -17,6 +17,11 @@ def api(host: str, port: int) -> None:
 
     Without OCRQ_BROKER_URL jobs run in this process, one at a time; with it
     they are queued for `ocrq worker` processes.
+
+    \b
+    Examples:
+      ocrq api
+      ocrq api --host 0.0.0.0 --port 8080
     """
     import uvicorn
 
@@ -29,7 +34,13 @@ def api(host: str, port: int) -> None:
 
 @click.group()
 def keys() -> None:
-    """API keys (sent as `Authorization: Bearer KEY` or in the X-API-Key header)."""
+    """API keys (sent as `Authorization: Bearer KEY` or in the X-API-Key header).
+
+    \b
+    Examples:
+      ocrq keys add scanner
+      ocrq keys list
+    """
 
 
 def _sessions() -> sessionmaker[Session]:
@@ -49,7 +60,13 @@ def _sessions() -> sessionmaker[Session]:
     help="submit: sees only the jobs it made. admin: sees every job, CLI and inbox jobs included.",
 )
 def keys_add(name: str, role: str) -> None:
-    """Make a key called NAME and print it; it is shown this once and stored only hashed."""
+    """Make a key called NAME and print it; it is shown this once and stored only hashed.
+
+    \b
+    Examples:
+      ocrq keys add scanner
+      ocrq keys add ops --role admin
+    """
     from ocrq.api.rest.security import add_key, list_keys
 
     sessions = _sessions()
@@ -62,7 +79,12 @@ def keys_add(name: str, role: str) -> None:
 
 @keys.command("list")
 def keys_list() -> None:
-    """Keys by name: prefix, role, when made, when last used, whether revoked."""
+    """Keys by name: prefix, role, when made, when last used, whether revoked.
+
+    \b
+    Examples:
+      ocrq keys list
+    """
     from ocrq.api.rest.security import list_keys
 
     for info in or_exit(lambda: list_keys(_sessions())):
@@ -75,7 +97,12 @@ def keys_list() -> None:
 @keys.command("revoke")
 @click.argument("name")
 def keys_revoke(name: str) -> None:
-    """Revoke the key called NAME: requests with it get 401 from now on."""
+    """Revoke the key called NAME: requests with it get 401 from now on.
+
+    \b
+    Examples:
+      ocrq keys revoke scanner
+    """
     from ocrq.api.rest.security import revoke_key
 
     sessions = _sessions()
