@@ -78,6 +78,7 @@ def announce_queued(job_id: int, as_json: bool) -> None:
         f"job {job_id} queued; follow it with `ocrq status {job_id}`, "
         f"write its results with `ocrq results {job_id} --out DIR`",
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -14,6 +14,7 @@ from ocrq.api.cli.console import PageProgressBar, print_summary
 from ocrq.api.cli.exits import EXIT_OK, OUTPUTS_HELP, err_console, exit_for, load_settings, or_exit
 from ocrq.api.cli.job_options import announce_queued, report
 from ocrq.api.cli.jobs import require_job
+from ocrq.logs import configure_logging, log_level
 from ocrq.settings import Settings
 
 POLL_SECONDS = 1.0
@@ -154,6 +155,7 @@ def worker(role: str, concurrency: int | None, loglevel: str) -> None:
     from ocrq.worker.queue.roles import worker_argv
 
     settings = load_settings()
+    configure_logging(log_level(loglevel.lower()))  # Celery's lines through ocrq's formatter
     app = or_exit(lambda: create_app(settings))
     app.worker_main(worker_argv(settings, role, concurrency, loglevel))
 
@@ -172,6 +174,7 @@ def beat(schedule_file: str) -> None:
 
     settings = load_settings()
     app = or_exit(lambda: create_app(settings))
+    configure_logging(log_level("info"))
     lock = BeatLock(settings.broker_url or "")
     or_exit(lock.acquire)
     try:

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.api.cli.exits import err_console, load_settings, or_exit
 from ocrq.jobs.access import Role
+from ocrq.logs import configure_logging, log_level
 
 
 @click.command("api")
@@ -29,7 +30,10 @@ def api(host: str, port: int) -> None:
 
     settings = load_settings()
     app = or_exit(lambda: create_app(settings))
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True, server_header=False)
+    configure_logging(log_level("info"))  # uvicorn's own lines through ocrq's formatter (log_config=None)
+    uvicorn.run(
+        app, host=host, port=port, log_config=None, log_level=None, proxy_headers=True, server_header=False
+    )
 
 
 @click.group()
