@@ -79,7 +79,8 @@ def test_cpu_profile_asks_for_no_gpu_and_ocrs_with_tesseract(compose: dict[str, 
     assert [name for name, service in active.items() if requests_gpu(service)] == []
     assert "vllm" not in active
     workers = [s for s in active.values() if s.get("command", [])[:2] == ["ocrq", "worker"]]
-    page_workers = [s for s in workers if s["command"][-1] in ("all", "gpu")]
+    roles = [(s, s["command"][s["command"].index("--role") + 1]) for s in workers]
+    page_workers = [service for service, role in roles if role in ("all", "gpu")]
     assert page_workers and all(s["environment"]["OCRQ_ENGINES"] == "tesseract" for s in page_workers)
 
 

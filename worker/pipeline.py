@@ -24,6 +24,7 @@ from ocrq.settings import Settings
 from ocrq.worker.documents.render import OpenedDocument, RenderLimits, open_document
 from ocrq.worker.engines.chain import EngineChain, chain_failure
 from ocrq.worker.engines.selection import build_chain
+from ocrq.worker.metrics import record_page
 
 OPEN_DOCUMENTS_PER_THREAD = 2
 
@@ -106,6 +107,7 @@ class PagePipeline:
         page_id = claim.page_id
         finish = self._run(claim)
         _log_finish(finish)
+        record_page(finish)
         if allow_retry and finish.error is not None and finish.error.retryable:
             self.store.release_page(claim, finish.attempts)
             return PageOutcome(page_id, None, retry=True)

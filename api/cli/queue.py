@@ -143,7 +143,15 @@ def results(job_id: int, out_dir: Path, outputs: str | None) -> None:
 @click.option("--role", type=click.Choice(["gpu", "cpu", "all"]), default="all", show_default=True)
 @click.option("--concurrency", "-c", type=int, help="Override the role's default.")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(role: str, concurrency: int | None, loglevel: str) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Export this worker's page counters for Prometheus on 127.0.0.1:PORT/metrics.",
+)
+@click.option("--metrics-address", default="127.0.0.1", show_default=True, help="0.0.0.0 in a container.")
+def worker(
+    role: str, concurrency: int | None, loglevel: str, metrics_port: int | None, metrics_address: str
+) -> None:
     """Run a Celery worker: gpu = page OCR (threads), cpu = ingest (processes), all = both.
 
     \b
@@ -157,6 +165,10 @@ def worker(role: str, concurrency: int | None, loglevel: str) -> None:
     settings = load_settings()
     configure_logging(log_level(loglevel.lower()))  # Celery's lines through ocrq's formatter
     app = or_exit(lambda: create_app(settings))
+    if metrics_port:
+        from ocrq.worker.metrics import serve_metrics
+
+        or_exit(lambda: serve_metrics(metrics_port, metrics_address))
     app.worker_main(worker_argv(settings, role, concurrency, loglevel))
 
 

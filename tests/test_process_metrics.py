@@ -1,0 +1,78 @@
+"""Page counters move as pages finish (real Tesseract, embedded run), show on the API's /metrics, and a
+worker exports them on its own port."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+from prometheus_client import REGISTRY
+
+from ocrq.settings import Settings
+from ocrq.worker.batch import BatchRequest, run_embedded_batch
+from tests.api_support import running_api
+from tests.factories import make_text_image
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_counters_count_each_page_attempt_and_stage(tmp_path: Path, make_settings) -> None:
+    settings: Settings = make_settings(engines=["tesseract"])
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for n in range(3):
+        make_text_image(f"Counted page number {n}").save(scans / f"p{n}.png")
+    (scans / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 50)
+    before = {
+        "done": sample("ocrq_pages_processed_total", engine="tesseract", status="done"),
+        "attempts": sample("ocrq_engine_attempts_total", engine="tesseract", outcome="ok"),
+        "ocr": sample("ocrq_page_seconds_count", stage="ocr"),
+        "render": sample("ocrq_page_seconds_count", stage="render"),
+    }
+    run_embedded_batch(settings, BatchRequest([scans], tmp_path / "out", False))
+    assert sample("ocrq_pages_processed_total", engine="tesseract", status="done") - before["done"] == 3
+    assert sample("ocrq_engine_attempts_total", engine="tesseract", outcome="ok") - before["attempts"] == 3
+    assert sample("ocrq_page_seconds_count", stage="ocr") - before["ocr"] == 3
+    assert sample("ocrq_page_seconds_count", stage="render") - before["render"] == 3
+    with running_api(settings) as api:
+        text = api.client.get("/metrics").text
+    assert 'ocrq_pages_processed_total{engine="tesseract",status="done"}' in text
+    assert "ocrq_page_seconds_bucket" in text
+
+
+def test_a_worker_exports_its_counters_on_a_port() -> None:
+    from ocrq.worker.metrics import serve_metrics
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    serve_metrics(port)
+    body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert "# TYPE ocrq_pages_processed_total counter" in body
+    assert "# TYPE ocrq_page_seconds histogram" in body
+
+
+def test_the_grafana_dashboard_graphs_only_metrics_ocrq_exports(make_settings) -> None:
+    """Every metric a panel queries is one the API or a worker really exports."""
+    import json
+    import re
+
+    from tests.conftest import REPO_ROOT
+
+    dashboard = json.loads((REPO_ROOT / "deploy" / "grafana" / "ocrq-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(ocrq_\w+)", target["expr"])
+    }
+    with running_api(make_settings()) as api:
+        exported = set(re.findall(r"^# TYPE (\w+)", api.client.get("/metrics").text, re.MULTILINE))
+    exported |= {f"{name}_bucket" for name in exported} | {f"{name}_total" for name in exported}
+    assert {"ocrq_pages_processed_total", "ocrq_page_seconds_bucket", "ocrq_queue_depth"} <= queried
+    assert queried <= exported, queried - exported
+    titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
+    assert all(word in titles for word in ("pages per second", "p95", "fallback", "queue depth"))
