@@ -204,3 +204,20 @@ def test_every_help_has_an_example() -> None:
         if "Example" not in (command.help or "")
     ]
     assert missing == []
+
+
+def test_models_fits_100_columns_and_json_has_every_column(tmp_path: Path) -> None:
+    from ocrq.worker.models.registry import bundled_registry
+
+    keys = list(bundled_registry().models)
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub")}
+    table = run("ocrq", "models", env=env).stdout
+    lines = table.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    first_cells = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
+    assert [cell for cell in first_cells if cell] == keys  # one row each, keys never folded
+    rows = json.loads(run("ocrq", "models", "--json", env=env).stdout)
+    assert [row["key"] for row in rows] == keys
+    assert all(row["cache"] == "missing" and "architecture" in row for row in rows)
+    wide = run("ocrq", "models", "--wide", env=env | {"COLUMNS": "400"}).stdout
+    assert "architecture" in wide and "prompts" in wide

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 from rich.console import Console
 from rich.table import Table
 
-from ocrq.api.cli.hf_cache import CACHE_COLUMNS, cache_cells, cache_status_for, print_cache
+from ocrq.api.cli.hf_cache import CACHE_COLUMNS, CacheRow, cache_cells, cache_status_for, print_cache
 from ocrq.worker.engines.hf.versions import host_verdict, incompatible_pairs
 from ocrq.worker.models.registry import ModelSpec, Registry, bundled_registry
 
@@ -86,6 +88,31 @@ def registry_table(registry: Registry, cache: dict[str, list[str]] | None = None
     return table
 
 
+NARROW = ("key", "model", "backends", "max len", "hf here", "cache")
+SHORT_BACKEND = {"transformers": "hf"}
+
+
+def narrow_table(registry: Registry, rows: list[CacheRow]) -> Table:
+    """What choosing a model needs, in 100 columns; ``--wide`` has the rest."""
+    table = Table(title="ocrq models (OCRQ_VLLM_MODEL = key; --wide for all columns)")
+    for column in NARROW:
+        table.add_column(column, overflow="fold", no_wrap=column != "hf here")
+    for spec, row in zip(registry.models.values(), rows, strict=True):
+        length = str(spec.vllm.max_model_len) if spec.vllm else "-"
+        backends = "+".join(SHORT_BACKEND.get(name, name) for name in spec.backends)
+        table.add_row(spec.key, spec.hf_repo, backends, length, host_verdict(spec), cache_cells(row)[0])
+    return table
+
+
+def models_json(registry: Registry, rows: list[CacheRow]) -> list[dict[str, object]]:
+    return [
+        dict(zip(COLUMNS, model_row(spec), strict=True))
+        | {"hf_repo": spec.hf_repo, "cache": row.state, "cache_bytes": row.size_bytes}
+        | {"cache_problems": list(row.problems)}
+        for spec, row in zip(registry.models.values(), rows, strict=True)
+    ]
+
+
 @click.command("models")
 @click.option("--constraints", is_flag=True, help="Also list each model's known version constraints.")
 @click.option("--cache", "show_cache", is_flag=True, help="List everything in the local Hugging Face cache.")
@@ -95,12 +122,17 @@ def registry_table(registry: Registry, cache: dict[str, list[str]] | None = None
     metavar="KEY",
     help="Only say whether model KEY is whole in the HF cache (one line; exit 1 if not).",
 )
-def models_command(constraints: bool, show_cache: bool, check_key: str | None) -> None:
+@click.option("--wide", is_flag=True, help="Every column (serving flags, pixels, prompts, recipe...).")
+@click.option("--json", "as_json", is_flag=True, help="Every column as JSON, one object per model.")
+def models_command(
+    constraints: bool, show_cache: bool, check_key: str | None, wide: bool, as_json: bool
+) -> None:
     """The models ocrq can drive, what each needs, and whether it is complete in the local HF cache.
 
     \b
     Examples:
-      ocrq models                  the registry and what is cached
+      ocrq models                  key, repo, backends, cache state (fits 100 columns)
+      ocrq models --wide           everything, for a wide terminal
       ocrq models --check dots.ocr exit 1 with the reason when its weights are missing
     """
     console = Console()
@@ -111,7 +143,13 @@ def models_command(constraints: bool, show_cache: bool, check_key: str | None) -
         return
     registry = bundled_registry()
     rows = cache_status_for(registry.models.values())
-    console.print(registry_table(registry, {row.key: cache_cells(row) for row in rows}))
+    if as_json:
+        click.echo(json.dumps(models_json(registry, rows), indent=2))
+        return
+    if wide:
+        console.print(registry_table(registry, {row.key: cache_cells(row) for row in rows}))
+    else:
+        console.print(narrow_table(registry, rows))
     clashes = version_clashes(registry)
     if clashes:
         console.print(
