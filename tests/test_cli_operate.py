@@ -221,3 +221,20 @@ def test_models_fits_100_columns_and_json_has_every_column(tmp_path: Path) -> No
     assert all(row["cache"] == "missing" and "architecture" in row for row in rows)
     wide = run("ocrq", "models", "--wide", env=env | {"COLUMNS": "400"}).stdout
     assert "architecture" in wide and "prompts" in wide
+
+
+def test_status_pages_shows_each_engine_attempt(
+    tmp_path: Path, folder: Path, sqlite_env: dict[str, str]
+) -> None:
+    env = sqlite_env | {
+        "OCRQ_ENGINES": "vllm,tesseract",
+        "OCRQ_VLLM_URL": f"http://127.0.0.1:{closed_port()}",
+        "OCRQ_VLLM_RETRIES": "0",
+    }
+    done = run("submit-batch", str(folder), "--out", str(tmp_path / "r"), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = run("ocrq", "status", "1", "--pages", env=env | {"COLUMNS": "200"}, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    rows = [line for line in shown.stdout.splitlines() if ".png" in line]
+    assert len(rows) == 2 and all("tesseract ok" in row for row in rows), shown.stdout
+    assert any("vllm" in row for row in rows), shown.stdout

@@ -81,7 +81,8 @@ def _finished(sessions: sessionmaker[Session], job_id: int) -> bool:
 @click.command()
 @click.argument("job_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON (batch.json's shape).")
-def status(job_id: int, as_json: bool) -> None:
+@click.option("--pages", "with_pages", is_flag=True, help="Also each page: engine and every attempt.")
+def status(job_id: int, as_json: bool, with_pages: bool) -> None:
     """Show a job's status, counts and per-document errors.
 
     \b
@@ -98,6 +99,10 @@ def status(job_id: int, as_json: bool) -> None:
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
     else:
         print_summary(err_console, summary, None)
+    if with_pages:
+        from ocrq.api.cli.pages import print_pages
+
+        or_exit(lambda: print_pages(sessions, job_id))
 
 
 @click.command()
