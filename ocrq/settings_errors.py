@@ -6,7 +6,10 @@ pydantic's own dump names the field (``render_dpi``) and a docs URL; the person 
 
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from ocrq.redaction import mask_text
 
@@ -42,3 +45,10 @@ def _reason(message: str) -> str:
 def settings_message(error: ValidationError) -> str:
     """The whole complaint as one line (several variables: separated by ``; ``)."""
     return "bad setting: " + "; ".join(settings_problems(error)) + " (environment or .env)"
+
+
+def unparsable_message(error: SettingsError) -> str:
+    """pydantic-settings' own refusal (a JSON setting that is not JSON), with the variable named."""
+    found = re.search(r'field "(\w+)"', str(error))
+    name = env_name(found.group(1)) if found else "an OCRQ_ variable"
+    return f"bad setting: {name} is not valid JSON (e.g. {{\"key\": \"value\"}}) (environment or .env)"

@@ -9,13 +9,14 @@ from typing import NoReturn, TypeVar
 
 import click
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 
 from ocrq.api.cli.failures import known_failure
 from ocrq.errors import OcrqError
 from ocrq.redaction import mask_text
 from ocrq.settings import Settings, build_settings
-from ocrq.settings_errors import settings_message
+from ocrq.settings_errors import settings_message, unparsable_message
 
 T = TypeVar("T")
 
@@ -35,6 +36,8 @@ def load_settings(outputs: str | None = None, **overrides: object) -> Settings:
         settings = build_settings(**overrides)
     except ValidationError as error:
         fail("configuration", settings_message(error), EXIT_USAGE)
+    except SettingsError as error:
+        fail("configuration", unparsable_message(error), EXIT_USAGE)
     context = click.get_current_context(silent=True)
     if context is not None:  # or_exit names the URLs in its messages
         context.meta["ocrq.settings"] = settings
