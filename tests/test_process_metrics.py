@@ -76,3 +76,30 @@ def test_the_grafana_dashboard_graphs_only_metrics_ocrq_exports(make_settings) -
     assert queried <= exported, queried - exported
     titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
     assert all(word in titles for word in ("pages per second", "p95", "fallback", "queue depth"))
+
+
+def test_breaker_state_and_in_flight_cap_are_gauges(make_settings) -> None:
+    import socket as sockets
+
+    from ocrq.worker.engines.selection import build_chain
+    from ocrq.worker.metrics import watch_chain
+
+    with sockets.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = make_settings(
+        engines=["vllm", "tesseract"], vllm_url=f"http://127.0.0.1:{port}", vllm_max_in_flight=7
+    )
+    chain = watch_chain(build_chain(settings))
+    try:
+        names = [engine.name for engine in chain.engines]
+        assert sample("ocrq_engine_circuit_open", engine="tesseract") == 0.0
+        breaker = chain.breakers[names.index("tesseract")]
+        for _ in range(breaker.failure_threshold):
+            breaker.record_failure()
+        assert sample("ocrq_engine_circuit_open", engine="tesseract") == 1.0
+        assert names == ["vllm", "tesseract"]
+        assert sample("ocrq_engine_in_flight_cap", engine="vllm") >= 7.0
+    finally:
+        chain.close()
+        del chain

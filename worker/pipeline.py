@@ -24,7 +24,7 @@ from ocrq.settings import Settings
 from ocrq.worker.documents.render import OpenedDocument, RenderLimits, open_document
 from ocrq.worker.engines.chain import EngineChain, chain_failure
 from ocrq.worker.engines.selection import build_chain
-from ocrq.worker.metrics import record_page
+from ocrq.worker.metrics import record_page, watch_chain
 
 OPEN_DOCUMENTS_PER_THREAD = 2
 
@@ -158,4 +158,4 @@ def pipeline_for(
 ) -> PagePipeline:
     """A pipeline configured as ``settings`` say: engines, render limits, what to ask the engines."""
     limits = RenderLimits.from_settings(settings)
-    return PagePipeline(store, chain_factory(settings), limits, PageTask(settings.prompt_mode))
+    return PagePipeline(store, watch_chain(chain_factory(settings)), limits, PageTask(settings.prompt_mode))
