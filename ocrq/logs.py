@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
@@ -82,7 +82,7 @@ def is_configured() -> bool:
     return any(handler.get_name() == _HANDLER_NAME for handler in logging.getLogger().handlers)
 
 
-def _masked(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _masked(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Credentials out of the message and the traceback (the record factory's masking covers stdlib
     records' text, but the traceback is formatted again here)."""
     for key in ("event", "exception"):

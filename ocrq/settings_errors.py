@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from pydantic_settings import SettingsError
 
 from ocrq.redaction import mask_text
@@ -26,7 +27,7 @@ def settings_problems(error: ValidationError) -> list[str]:
     return [_problem(detail) for detail in error.errors(include_url=False)]
 
 
-def _problem(detail: dict) -> str:
+def _problem(detail: ErrorDetails) -> str:
     reason = _reason(detail["msg"])
     if not detail["loc"]:  # a rule across variables (e.g. visibility timeout vs. page time limit)
         return mask_text(reason)

@@ -44,12 +44,13 @@ class ChainCollector(Collector):
     time from the live chains (several chains of one engine: circuit open if any is, caps summed)."""
 
     def collect(self) -> Iterator[Metric]:
-        opened: dict[str, int] = {}
+        opened: dict[str, float] = {}
         caps: dict[str, float] = {}
         in_flight: dict[str, float] = {}
         for chain in list(_CHAINS):
             for engine, breaker in zip(chain.engines, chain.breakers, strict=False):
-                opened[engine.name] = max(opened.get(engine.name, 0), breaker.state != BreakerState.CLOSED)
+                is_open = float(breaker.state != BreakerState.CLOSED)
+                opened[engine.name] = max(opened.get(engine.name, 0.0), is_open)
                 slots = getattr(getattr(engine, "client", None), "slots", None)
                 if slots is not None:
                     caps[engine.name] = caps.get(engine.name, 0) + slots.limit
