@@ -10,8 +10,8 @@ ARG OCRQ_EXTRAS=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/ocrq
 COPY pyproject.toml /src/pyproject.toml
-COPY docker/requirements_from_pyproject.py /src/docker/requirements_from_pyproject.py
-RUN python /src/docker/requirements_from_pyproject.py /src/pyproject.toml "$OCRQ_EXTRAS" > /tmp/requirements.txt \
+COPY deploy/requirements_from_pyproject.py /src/deploy/requirements_from_pyproject.py
+RUN python /src/deploy/requirements_from_pyproject.py /src/pyproject.toml "$OCRQ_EXTRAS" > /tmp/requirements.txt \
  && /opt/ocrq/bin/pip install -r /tmp/requirements.txt
 
 FROM deps AS wheel

@@ -157,7 +157,7 @@ def test_dockerfile_installs_dependencies_before_the_code_as_a_wheel_for_a_non_r
 
 
 def test_image_requirements_come_from_pyproject_with_the_extra() -> None:
-    script = REPO_ROOT / "docker" / "requirements_from_pyproject.py"
+    script = REPO_ROOT / "deploy" / "requirements_from_pyproject.py"
     pyproject = str(REPO_ROOT / "pyproject.toml")
     plain = subprocess.run([sys.executable, script, pyproject, ""], capture_output=True, text=True)
     gpu = subprocess.run([sys.executable, script, pyproject, "transformers"], capture_output=True, text=True)

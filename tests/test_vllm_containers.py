@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import docker
 import pytest
 
-import docker
 from ocrq.api.cli.vllm import server_report
 from ocrq.errors import ConfigurationError, EngineUnavailable
 from ocrq.worker.engines.vllm import containers

@@ -3,7 +3,7 @@
 The image installs these in a layer of their own before the code is copied in, so editing the code
 rebuilds only the small wheel layer; the list has a single source, pyproject.toml.
 
-    python docker/requirements_from_pyproject.py pyproject.toml transformers,quantization
+    python deploy/requirements_from_pyproject.py pyproject.toml transformers,quantization
 """
 
 from __future__ import annotations
