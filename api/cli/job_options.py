@@ -75,7 +75,7 @@ def announce_queued(job_id: int, as_json: bool) -> None:
     else:
         click.echo(job_id)
     err_console.print(
-        f"job {job_id} queued; follow it with `ocrq status {job_id}`, "
+        f"job {job_id} submitted; follow it with `ocrq status {job_id}`, "
         f"write its results with `ocrq results {job_id} --out DIR`",
         highlight=False,
         soft_wrap=True,
