@@ -102,8 +102,17 @@ def _run_here(settings: Settings, paths: list[Path], out: Path, force: bool) -> 
     from ocrq.worker.batch import BatchRequest, run_embedded_batch
 
     request = BatchRequest(paths, out, force)
+    failure: Exception | None = None
     with PageProgressBar(err_console, announce_reuse=True) as bar:
-        return or_exit(lambda: run_embedded_batch(settings, request, bar.update))
+        try:
+            return run_embedded_batch(settings, request, bar.update)
+        except Exception as error:  # reported once the bar is gone, not redrawn under the message
+            failure = error
+    return or_exit(lambda: _raise(failure))
+
+
+def _raise(error: Exception | None) -> dict:
+    raise error or RuntimeError("the batch ended without a result")
 
 
 @cli.group()
