@@ -103,3 +103,20 @@ def test_breaker_state_and_in_flight_cap_are_gauges(make_settings) -> None:
     finally:
         chain.close()
         del chain
+
+
+def test_celery_task_lines_carry_the_ids_of_the_task() -> None:
+    """Celery's own lines (``Task ... succeeded``) run between these signals, so they get the ids."""
+    import structlog
+    from celery.signals import task_postrun, task_prerun
+
+    from ocrq.worker.queue.tasks import ocr_page_task
+
+    task_prerun.send(sender=ocr_page_task, task_id="t1", task=ocr_page_task, args=(41, 7), kwargs={})
+    try:
+        bound = structlog.contextvars.get_contextvars()
+        assert (bound.get("page_id"), bound.get("job_id")) == (41, 7)
+    finally:
+        task_postrun.send(sender=ocr_page_task, task_id="t1", task=ocr_page_task, args=(41, 7), kwargs={})
+    remaining = structlog.contextvars.get_contextvars()
+    assert "page_id" not in remaining and "job_id" not in remaining

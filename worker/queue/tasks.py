@@ -9,7 +9,9 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 
+import structlog
 from celery import Task, current_app, shared_task
+from celery.signals import task_postrun, task_prerun
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +26,21 @@ from ocrq.worker.queue.celery_app import TASK_INBOX, TASK_INGEST, TASK_PAGE, TAS
 from ocrq.worker.queue.dispatch import Dispatcher
 
 JOBS_REMEMBERED = 256
+TASK_IDS = {TASK_PAGE: ("page_id", "job_id"), TASK_INGEST: ("document_id",)}
+"""The ids a task's positional arguments are: bound for every log line of the task, Celery's own
+``Task ... succeeded`` line included."""
+
+
+@task_prerun.connect
+def bind_task_ids(task: Task | None = None, args: tuple = (), **_: object) -> None:
+    names = TASK_IDS.get(getattr(task, "name", ""), ())
+    ids = {name: value for name, value in zip(names, args, strict=False) if value is not None}
+    structlog.contextvars.bind_contextvars(**ids)
+
+
+@task_postrun.connect
+def unbind_task_ids(task: Task | None = None, **_: object) -> None:
+    structlog.contextvars.unbind_contextvars(*TASK_IDS.get(getattr(task, "name", ""), ()))
 
 
 class WorkerContext:
