@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -91,6 +92,11 @@ class Settings(BaseSettings):
     """Result files per document: md, json, txt, pdf (searchable), alto (ALTO XML v4), layout (pictures)."""
     output_pdfa: bool = False
     """Write the searchable PDF as PDF/A-2b (pikepdf prepares and validates it); falls back with a reason."""
+
+    log_level: Literal["", "debug", "info", "warning", "error"] = ""
+    """Overrides each command's default (warning; ``-v`` and workers: info). debug shows tracebacks."""
+    log_format: Literal["console", "json"] = "console"
+    """json: one JSON object per line (timestamp, level, logger, event, job_id/document_id/page)."""
 
     # --- Celery (used only with a broker) -------------------------------------
     gpu_queue: str = "gpu"
@@ -331,6 +337,20 @@ class Settings(BaseSettings):
         return hashlib.sha256(encoded).hexdigest()[:16]
 
 
+DOCKER_SECRETS_DIR = "/run/secrets"
+
+
+def secrets_dir() -> str | None:
+    """Where Docker (compose ``secrets:``) mounts secret files: one file per setting, named like the
+    variable (``ocrq_database_url``); the environment and ``.env`` still win. ``OCRQ_SECRETS_DIR``
+    points elsewhere."""
+    folder = os.environ.get("OCRQ_SECRETS_DIR") or DOCKER_SECRETS_DIR
+    return folder if Path(folder).is_dir() else None
+
+
 def build_settings(**overrides: object) -> Settings:
-    """Read settings from the environment; keyword overrides win (used by the CLI and tests)."""
+    """Read settings from the environment, .env and Docker secrets; keyword overrides win."""
+    folder = secrets_dir()
+    if folder is not None:
+        overrides.setdefault("_secrets_dir", folder)
     return Settings(**overrides)  # type: ignore[arg-type]

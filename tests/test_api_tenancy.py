@@ -35,7 +35,7 @@ from tests.factories import make_text_image
 
 PUBLIC_ROUTES = {
     *("/healthz", "/readyz", "/metrics"),
-    *("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"),
+    *("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/docs-assets"),
 }
 """Served without a key, on purpose. A new route outside this set must demand a key."""
 SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {}

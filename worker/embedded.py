@@ -19,12 +19,13 @@ from ocrq.db.models import Document, Page
 from ocrq.errors import OcrqError
 from ocrq.jobs.degraded import record_primary_engine
 from ocrq.jobs.store import JobStore
+from ocrq.logs import with_log_context
 from ocrq.schemas import PageStatus
 from ocrq.settings import Settings
 from ocrq.worker.documents.ingest import ingest_document
 from ocrq.worker.engines.chain import EngineChain
 from ocrq.worker.engines.selection import build_chain
-from ocrq.worker.pipeline import PageOutcome, PagePipeline, pipeline_for
+from ocrq.worker.pipeline import PageOutcome, pipeline_for
 from ocrq.worker.queue.leases import LeaseHeartbeat
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,9 @@ class EmbeddedRunner:
         pipeline = pipeline_for(self.settings, self.store, self.chain_factory)
         heartbeat = LeaseHeartbeat(self.store, self.settings.page_lease_seconds).start()
         record_primary_engine(self.sessions, job_id, pipeline.chain.primary, self.settings.engines)
+        process = with_log_context(pipeline.process, job_id=job_id)  # page threads: a context each
         try:
-            self._run_pages(pipeline, page_ids, progress, on_progress)
+            self._run_pages(process, pipeline.chain.max_in_flight, page_ids, progress, on_progress)
         finally:
             heartbeat.stop()
             pipeline.close()
@@ -106,12 +108,13 @@ class EmbeddedRunner:
 
     def _run_pages(
         self,
-        pipeline: PagePipeline,
+        process: Callable[[int], PageOutcome],
+        max_in_flight: int,
         page_ids: Iterable[int],
         progress: Progress,
         on_progress: ProgressCallback,
     ) -> None:
-        workers = self.settings.page_workers or pipeline.chain.max_in_flight
+        workers = self.settings.page_workers or max_in_flight
         lock = threading.Lock()
 
         def record(outcome: PageOutcome) -> None:
@@ -122,7 +125,7 @@ class EmbeddedRunner:
 
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocrq-page")
         try:
-            _feed(pool, pipeline.process, page_ids, window=2 * workers, on_result=record)
+            _feed(pool, process, page_ids, window=2 * workers, on_result=record)
         except KeyboardInterrupt:  # pages not started are dropped; those in hand finish and are stored
             pool.shutdown(wait=True, cancel_futures=True)
             raise

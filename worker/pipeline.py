@@ -21,6 +21,7 @@ from PIL import Image
 from ocrq.db.models import utcnow
 from ocrq.errors import OcrqError, PageRenderError
 from ocrq.jobs.store import JobStore, PageClaim, PageFinish
+from ocrq.logs import get_logger, log_context
 from ocrq.schemas import DocumentType, PageNote, PageStatus, PageTask
 from ocrq.settings import Settings
 from ocrq.worker.documents.render import OpenedDocument, PdfDocument, RenderLimits, open_document
@@ -29,6 +30,7 @@ from ocrq.worker.engines.regions import append_region, read_in_tiles, recognize_
 from ocrq.worker.engines.selection import build_chain
 from ocrq.worker.engines.text_layer import ENGINE_NAME, MODEL, LayerReading, read_text_layer, text_pictures
 from ocrq.worker.engines.text_layer_gate import AGREEMENT_NEEDED, REJECTED, layer_agreement
+from ocrq.worker.metrics import record_page, watch_chain
 
 OPEN_DOCUMENTS_PER_THREAD = 2
 HOLD_POLL_SECONDS = 0.5
@@ -39,6 +41,7 @@ HOLD_POLL_MAX_SECONDS = 5.0
 (and fill the attempts table) when the breaker lets many tries through."""
 
 log = logging.getLogger(__name__)
+page_log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,14 @@ class PagePipeline:
         claim = self.store.claim_page(page_id)
         if claim is None:
             return PageOutcome(page_id, None)
+        with log_context(document_id=claim.document_id, page=claim.index + 1, page_id=page_id):
+            return self._process(claim, allow_retry)
+
+    def _process(self, claim: PageClaim, allow_retry: bool) -> PageOutcome:
+        page_id = claim.page_id
         finish = self._run(claim, can_requeue=allow_retry)
+        _log_finish(finish)
+        record_page(finish)
         if allow_retry and finish.error is not None and finish.error.retryable:
             self.store.release_page(claim, finish.attempts)
             return PageOutcome(page_id, None, retry=True)
@@ -259,6 +269,15 @@ class PagePipeline:
         return reading, attempt
 
 
+def _log_finish(finish: PageFinish) -> None:
+    """One line per page: which engine, how long, or why it failed (ids come from log_context)."""
+    engine = finish.result.engine if finish.result else None
+    outcome = finish.error.code if finish.error else "done"
+    tried = ",".join(f"{attempt.engine}:{attempt.outcome}" for attempt in finish.attempts) or None
+    render_ms = round(finish.render_ms or 0)
+    page_log.info("page finished", outcome=outcome, engine=engine, attempts=tried, render_ms=render_ms)
+
+
 def _ms_since(clock: float) -> float:
     return (time.perf_counter() - clock) * 1000
 
@@ -269,4 +288,4 @@ def pipeline_for(
     """A pipeline configured as ``settings`` say: engines, render limits, what to ask the engines."""
     limits = RenderLimits.from_settings(settings)
     task = PageTask(settings.prompt_mode)
-    return PagePipeline(store, chain_factory(settings), limits, task, settings.text_layer)
+    return PagePipeline(store, watch_chain(chain_factory(settings)), limits, task, settings.text_layer)

@@ -20,9 +20,14 @@ from ocrq.worker.embedded import Progress as PageProgress
 
 
 class PageProgressBar:
-    """pages done/total, pages/s and ETA, fed by the runner's progress callback."""
+    """pages done/total, pages/s and ETA, fed by the runner's progress callback.
 
-    def __init__(self, console: Console) -> None:
+    The rate counts only pages finished since the bar started: on a resumed run the pages reused
+    from before would otherwise read as hundreds of pages per second. ``announce_reuse``: the first
+    report (after ingest, before any OCR) says how many pages were already done.
+    """
+
+    def __init__(self, console: Console, announce_reuse: bool = False) -> None:
         self._bar = Progress(
             TextColumn("[bold]OCR"),
             BarColumn(),
@@ -31,11 +36,13 @@ class PageProgressBar:
             TextColumn("{task.fields[rate]} p/s"),
             TextColumn("[red]{task.fields[failed]} failed"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
+            TextColumn("left"),
             TimeRemainingColumn(),
             console=console,
         )
         self._task: TaskID | None = None
+        self._already: int | None = None
+        self._announce = announce_reuse
 
     def __enter__(self) -> PageProgressBar:
         self._bar.start()
@@ -47,8 +54,11 @@ class PageProgressBar:
 
     def update(self, progress: PageProgress) -> None:
         assert self._task is not None
+        if self._already is None:
+            self._first(progress)
         task = self._bar.tasks[0]
-        rate = progress.finished / task.elapsed if task.elapsed else 0.0
+        new_pages = progress.finished - (self._already or 0)
+        rate = new_pages / task.elapsed if task.elapsed else 0.0
         self._bar.update(
             self._task,
             total=progress.total,
@@ -57,8 +67,19 @@ class PageProgressBar:
             rate=f"{rate:.2f}",
         )
 
+    def _first(self, progress: PageProgress) -> None:
+        """Reused pages count as done from the start: the bar's own speed samples restart here."""
+        self._already = progress.finished
+        assert self._task is not None
+        self._bar.reset(self._task, total=progress.total or None, completed=progress.finished)
+        if self._announce and progress.finished and progress.total:
+            self._bar.console.print(
+                f"resuming: {progress.finished} of {progress.total} pages already done (--force redoes them)"
+            )
 
-def print_summary(console: Console, batch: dict[str, Any], out_dir: str) -> None:
+
+def print_summary(console: Console, batch: dict[str, Any], out_dir: str | None) -> None:
+    """The job's table and problems; ``out_dir`` None: the results are not written yet."""
     counts = batch["counts"]
     table = Table(title=f"Job {batch['job_id']}: {batch['status']}", show_header=True)
     for column in ("documents", "pages", "per engine"):
@@ -71,7 +92,10 @@ def print_summary(console: Console, batch: dict[str, Any], out_dir: str) -> None
     _print_degraded(console, batch)
     _print_problems(console, batch["documents"])
     _print_output_errors(console, batch["documents"])
-    console.print(f"Results in {out_dir}/ (batch.json lists every document)")
+    if out_dir is None:
+        console.print(f"Write the result files with: ocrq results {batch['job_id']} --out DIR")
+    else:
+        console.print(f"Results in {out_dir}/ (batch.json lists every document)")
 
 
 def _pages_cell(pages: dict[str, int]) -> str:

@@ -11,7 +11,13 @@ from ocrq.api.cli.exits import EXIT_OK, EXIT_SYSTEM, load_settings
 
 @click.command()
 def doctor() -> None:
-    """Check the database, broker, vLLM servers, Tesseract languages and GPU memory, one line each."""
+    """Check the database, broker, vLLM servers, Tesseract languages and GPU memory, one line each.
+
+    \b
+    Examples:
+      ocrq doctor
+      OCRQ_VLLM_URL=http://gpu1:8000 ocrq doctor
+    """
     from ocrq.worker.doctor import healthy, run_checks
 
     checks = run_checks(load_settings())

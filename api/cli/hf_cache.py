@@ -119,7 +119,7 @@ def print_cache(console: Console, cache_dir: Path | None = None, everything: boo
     return scan
 
 
-@click.command("hf-cache")
+@click.command("hf-cache", hidden=True)
 @click.option("--all", "everything", is_flag=True, help="Every repo in the cache, not only registry models.")
 @click.option(
     "--cache-dir",
@@ -128,5 +128,14 @@ def print_cache(console: Console, cache_dir: Path | None = None, everything: boo
     help="Hub cache folder (default: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub).",
 )
 def hf_cache_command(everything: bool, cache_dir: Path | None) -> None:
-    """Which registry models are fully in the local Hugging Face cache (ocrq never downloads)."""
+    """Which registry models are fully in the local Hugging Face cache (ocrq never downloads).
+
+    Kept for old scripts, hidden from the command list: `ocrq models` shows the same (and
+    `ocrq models --cache` lists everything in the cache).
+
+    \b
+    Examples:
+      ocrq hf-cache
+      ocrq hf-cache --all
+    """
     print_cache(Console(), cache_dir, everything)

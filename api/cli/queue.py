@@ -12,7 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.api.cli.console import PageProgressBar, print_summary
 from ocrq.api.cli.exits import EXIT_OK, OUTPUTS_HELP, err_console, exit_for, load_settings, or_exit
+from ocrq.api.cli.job_options import announce_queued, report
 from ocrq.api.cli.job_watch import JobWatch
+from ocrq.api.cli.jobs import require_job
+from ocrq.logs import configure_logging, log_level
 from ocrq.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,6 +51,8 @@ def submit_to_queue(
     force: bool,
     wait: bool,
     timeout: float | None = None,
+    priority: int = 5,
+    as_json: bool = False,
 ) -> None:
     """Register and enqueue; print the job id, or follow it to the end with ``wait``."""
     from ocrq.worker.queue.celery_app import create_app
@@ -55,14 +60,22 @@ def submit_to_queue(
 
     _, sessions = _open(settings)
     dispatcher = Dispatcher(create_app(settings), sessions, settings)
-    job_id = or_exit(lambda: dispatcher.submit(sources, reuse=not force))
-    click.echo(job_id)
-    if wait:
-        follow(sessions, job_id, out, settings, timeout)
+    job_id = or_exit(lambda: dispatcher.submit(sources, reuse=not force, priority=priority))
+    if not wait:
+        announce_queued(job_id, as_json)
+    else:
+        if not as_json:
+            click.echo(job_id)
+        follow(sessions, job_id, out, settings, timeout, as_json)
 
 
 def follow(
-    sessions: sessionmaker[Session], job_id: int, out: Path, settings: Settings, timeout: float | None = None
+    sessions: sessionmaker[Session],
+    job_id: int,
+    out: Path,
+    settings: Settings,
+    timeout: float | None = None,
+    as_json: bool = False,
 ) -> None:
     """Progress bar from the database until the job ends, then results and the embedded exit code.
 
@@ -76,29 +89,46 @@ def follow(
         while not watch.finished(bar.update):
             watch.pause()
     batch = watch.retrying(lambda: write_job_outputs(sessions, job_id, out, settings))
-    print_summary(err_console, batch, str(out))
+    report(batch, str(out), as_json)
     exit_for(batch)
 
 
 @click.command()
 @click.argument("job_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON (batch.json's shape).")
-def status(job_id: int, as_json: bool) -> None:
-    """Show a job's status, counts and per-document errors."""
+@click.option("--pages", "with_pages", is_flag=True, help="Also each page: engine and every attempt.")
+def status(job_id: int, as_json: bool, with_pages: bool) -> None:
+    """Show a job's status, counts and per-document errors.
+
+    \b
+    Examples:
+      ocrq status 12
+      ocrq status 12 --json | jq .counts
+    """
     from ocrq.worker.results.files import job_summary
 
     _, sessions = _open(load_settings())
+    require_job(sessions, job_id)
     summary = or_exit(lambda: job_summary(sessions, job_id))
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
     else:
-        print_summary(err_console, summary, "(not written; see `ocrq results`)")
+        print_summary(err_console, summary, None)
+    if with_pages:
+        from ocrq.api.cli.pages import print_pages
+
+        or_exit(lambda: print_pages(sessions, job_id))
 
 
 @click.command()
 @click.argument("job_id", type=int)
 def cancel(job_id: int) -> None:
-    """Cancel a job: queued pages are skipped, running ones finish."""
+    """Cancel a job: queued pages are skipped, running ones finish.
+
+    \b
+    Examples:
+      ocrq cancel 12
+    """
     from ocrq.jobs.store import JobStore
 
     _, sessions = _open(load_settings())
@@ -112,11 +142,18 @@ def cancel(job_id: int) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--outputs", help=OUTPUTS_HELP)
 def results(job_id: int, out_dir: Path, outputs: str | None) -> None:
-    """Write a job's result files (Markdown, JSON, text, PDF, ALTO...) and batch.json from the database."""
+    """Write a job's result files (Markdown, JSON, text, PDF, ALTO...) and batch.json from the database.
+
+    \b
+    Examples:
+      ocrq results 12 --out ./results
+      ocrq results 12 --out ./results --outputs md,txt
+    """
     from ocrq.worker.results.files import write_job_outputs
 
     settings = load_settings(outputs)
     _, sessions = _open(settings)
+    require_job(sessions, job_id)
     batch = or_exit(lambda: write_job_outputs(sessions, job_id, out_dir, settings))
     print_summary(err_console, batch, str(out_dir))
     exit_for(batch)
@@ -126,27 +163,52 @@ def results(job_id: int, out_dir: Path, outputs: str | None) -> None:
 @click.option("--role", type=click.Choice(["gpu", "cpu", "all"]), default="all", show_default=True)
 @click.option("--concurrency", "-c", type=int, help="Override the role's default.")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(role: str, concurrency: int | None, loglevel: str) -> None:
-    """Run a Celery worker: gpu = page OCR (threads), cpu = ingest (processes), all = both."""
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Export this worker's page counters for Prometheus on 127.0.0.1:PORT/metrics.",
+)
+@click.option("--metrics-address", default="127.0.0.1", show_default=True, help="0.0.0.0 in a container.")
+def worker(
+    role: str, concurrency: int | None, loglevel: str, metrics_port: int | None, metrics_address: str
+) -> None:
+    """Run a Celery worker: gpu = page OCR (threads), cpu = ingest (processes), all = both.
+
+    \b
+    Examples:
+      ocrq worker --role all
+      CUDA_VISIBLE_DEVICES=1 ocrq worker --role gpu
+    """
     from ocrq.worker.preflight import preflight_engines
     from ocrq.worker.queue.celery_app import create_app
     from ocrq.worker.queue.roles import worker_argv
 
     settings = load_settings()
+    configure_logging(log_level(loglevel.lower()))  # Celery's lines through ocrq's formatter
     app = or_exit(lambda: create_app(settings))
     or_exit(lambda: preflight_engines(settings, role))  # a misconfigured engine: one line, exit 1
+    if metrics_port:
+        from ocrq.worker.metrics import serve_metrics
+
+        or_exit(lambda: serve_metrics(metrics_port, metrics_address))
     app.worker_main(worker_argv(settings, role, concurrency, loglevel))
 
 
 @click.command()
 @click.option("--schedule-file", default="celerybeat-schedule", show_default=True)
 def beat(schedule_file: str) -> None:
-    """Run the scheduler (reconciler, nightly inbox); refuses if another beat runs."""
+    """Run the scheduler (reconciler, nightly inbox); refuses if another beat runs.
+
+    \b
+    Examples:
+      ocrq beat
+    """
     from ocrq.worker.queue.beat_lock import BeatLock
     from ocrq.worker.queue.celery_app import create_app
 
     settings = load_settings()
     app = or_exit(lambda: create_app(settings))
+    configure_logging(log_level("info"))
     lock = BeatLock(settings.broker_url or "")
     or_exit(lock.acquire)
     try:
@@ -183,7 +245,12 @@ def flower_auth_problem(basic_auth: str | None) -> str | None:
     help="Interface to listen on; 0.0.0.0 exposes Flower (and task arguments) to the network.",
 )
 def flower(port: int, address: str) -> None:
-    """Run Flower with basic auth from OCRQ_FLOWER_BASIC_AUTH (a password of 12+ characters)."""
+    """Run Flower with basic auth from OCRQ_FLOWER_BASIC_AUTH (a password of 12+ characters).
+
+    \b
+    Examples:
+      OCRQ_FLOWER_BASIC_AUTH=admin:a-long-password ocrq flower
+    """
     from ocrq.worker.queue.celery_app import create_app
 
     settings = load_settings()
@@ -196,7 +263,7 @@ def flower(port: int, address: str) -> None:
 
 
 @click.command()
-@click.option("--now", is_flag=True, required=True, help="Run the nightly inbox ingestion once, now.")
+@click.option("--now", is_flag=True, hidden=True, help="Accepted for old crontab lines.")
 @click.option(
     "--out",
     "out_dir",
@@ -204,7 +271,13 @@ def flower(port: int, address: str) -> None:
     help="Embedded mode only: where results go.",
 )
 def ingest(now: bool, out_dir: Path | None) -> None:
-    """Ingest OCRQ_INBOX_DIR once (what beat does nightly); for a plain crontab line."""
+    """Ingest OCRQ_INBOX_DIR once (what beat does nightly); for a plain crontab line.
+
+    \b
+    Examples:
+      ocrq ingest
+      OCRQ_INBOX_DIR=/srv/inbox ocrq ingest --out ./results
+    """
     from ocrq.worker.inbox_now import ingest_inbox_now
 
     settings = load_settings()

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.api.cli.exits import err_console, load_settings, or_exit
 from ocrq.jobs.access import Role
+from ocrq.logs import configure_logging, log_level
 
 
 @click.command("api")
@@ -17,6 +18,11 @@ def api(host: str, port: int) -> None:
 
     Without OCRQ_BROKER_URL jobs run in this process, one at a time; with it
     they are queued for `ocrq worker` processes.
+
+    \b
+    Examples:
+      ocrq api
+      ocrq api --host 0.0.0.0 --port 8080
     """
     import uvicorn
 
@@ -24,12 +30,21 @@ def api(host: str, port: int) -> None:
 
     settings = load_settings()
     app = or_exit(lambda: create_app(settings))
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True, server_header=False)
+    configure_logging(log_level("info"))  # uvicorn's own lines through ocrq's formatter (log_config=None)
+    uvicorn.run(
+        app, host=host, port=port, log_config=None, log_level=None, proxy_headers=True, server_header=False
+    )
 
 
 @click.group()
 def keys() -> None:
-    """API keys (sent as `Authorization: Bearer KEY` or in the X-API-Key header)."""
+    """API keys (sent as `Authorization: Bearer KEY` or in the X-API-Key header).
+
+    \b
+    Examples:
+      ocrq keys add scanner
+      ocrq keys list
+    """
 
 
 def _sessions() -> sessionmaker[Session]:
@@ -49,7 +64,13 @@ def _sessions() -> sessionmaker[Session]:
     help="submit: sees only the jobs it made. admin: sees every job, CLI and inbox jobs included.",
 )
 def keys_add(name: str, role: str) -> None:
-    """Make a key called NAME and print it; it is shown this once and stored only hashed."""
+    """Make a key called NAME and print it; it is shown this once and stored only hashed.
+
+    \b
+    Examples:
+      ocrq keys add scanner
+      ocrq keys add ops --role admin
+    """
     from ocrq.api.rest.security import add_key, list_keys
 
     sessions = _sessions()
@@ -62,7 +83,12 @@ def keys_add(name: str, role: str) -> None:
 
 @keys.command("list")
 def keys_list() -> None:
-    """Keys by name: prefix, role, when made, when last used, whether revoked."""
+    """Keys by name: prefix, role, when made, when last used, whether revoked.
+
+    \b
+    Examples:
+      ocrq keys list
+    """
     from ocrq.api.rest.security import list_keys
 
     for info in or_exit(lambda: list_keys(_sessions())):
@@ -75,7 +101,12 @@ def keys_list() -> None:
 @keys.command("revoke")
 @click.argument("name")
 def keys_revoke(name: str) -> None:
-    """Revoke the key called NAME: requests with it get 401 from now on."""
+    """Revoke the key called NAME: requests with it get 401 from now on.
+
+    \b
+    Examples:
+      ocrq keys revoke scanner
+    """
     from ocrq.api.rest.security import revoke_key
 
     sessions = _sessions()

@@ -61,7 +61,12 @@ def serve_hf(
     lazy: bool,
     api_key: str | None,
 ) -> None:
-    """Serve registry models with Transformers behind /v1/chat/completions (vLLM-compatible)."""
+    """Serve registry models with Transformers behind /v1/chat/completions (vLLM-compatible).
+
+    \b
+    Examples:
+      ocrq serve-hf --model dots.ocr --port 8100
+    """
     import uvicorn
 
     from ocrq.worker.engines.hf.pool import ModelPool, ServeOptions

@@ -35,7 +35,13 @@ def _spec(model: str, gpus: str | None) -> ContainerSpec:
 
 @click.group()
 def vllm() -> None:
-    """vLLM containers for models in the registry (`ocrq models`)."""
+    """vLLM containers for models in the registry (`ocrq models`).
+
+    \b
+    Examples:
+      ocrq vllm up dots.ocr --wait
+      ocrq vllm status dots.ocr
+    """
 
 
 @vllm.command()
@@ -43,7 +49,13 @@ def vllm() -> None:
 @click.option("--gpus", help="Device ids, comma-separated (default: all GPUs).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until /health answers.")
 def up(model: str, gpus: str | None, wait: bool) -> None:
-    """Start MODEL's vLLM server (image, flags, port and limits from the registry)."""
+    """Start MODEL's vLLM server (image, flags, port and limits from the registry).
+
+    \b
+    Examples:
+      ocrq vllm up dots.ocr --wait
+      ocrq vllm up dots.ocr --gpus 1
+    """
     from ocrq.worker.engines.vllm import containers
 
     spec = _spec(model, gpus)
@@ -65,7 +77,12 @@ def up(model: str, gpus: str | None, wait: bool) -> None:
 @vllm.command()
 @click.argument("model")
 def down(model: str) -> None:
-    """Stop and remove MODEL's container."""
+    """Stop and remove MODEL's container.
+
+    \b
+    Examples:
+      ocrq vllm down dots.ocr
+    """
     from ocrq.worker.engines.vllm import containers
 
     spec = _spec(model, None)
@@ -76,7 +93,12 @@ def down(model: str) -> None:
 @vllm.command()
 @click.argument("model")
 def status(model: str) -> None:
-    """Container state, /health, served models and load (from /metrics)."""
+    """Container state, /health, served models and load (from /metrics).
+
+    \b
+    Examples:
+      ocrq vllm status dots.ocr
+    """
     from ocrq.worker.engines.vllm import containers
 
     spec = _spec(model, None)
@@ -89,7 +111,12 @@ def status(model: str) -> None:
 @click.argument("model")
 @click.option("--tail", default=200, show_default=True)
 def logs(model: str, tail: int) -> None:
-    """The container's last log lines."""
+    """The container's last log lines.
+
+    \b
+    Examples:
+      ocrq vllm logs dots.ocr --tail 50
+    """
     from ocrq.worker.engines.vllm import containers
 
     spec = _spec(model, None)

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq import __version__
 from ocrq.api.rest.admission import KeyQuota
 from ocrq.api.rest.deps import require_api_key
+from ocrq.api.rest.docs import install_docs
 from ocrq.api.rest.embedded import BackgroundRunner
 from ocrq.api.rest.errors import install_error_handlers
 from ocrq.api.rest.headers import SecurityHeaders
@@ -43,14 +45,20 @@ def create_app(settings: Settings | None = None, resolver: Resolver | None = Non
     policy = WebhookPolicy.from_settings(settings, resolver)
     background = Background(runner, submitter, WebhookSender(sessions, settings, policy), engine)
     app = FastAPI(
-        title="ocrq", version=__version__, lifespan=background.lifespan, summary="Batch OCR job queue"
+        title="ocrq",
+        version=__version__,
+        lifespan=background.lifespan,
+        summary="Batch OCR job queue",
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings, app.state.sessions, app.state.submitter = settings, sessions, submitter
     app.state.quota, app.state.webhook_policy = KeyQuota(sessions), policy
     app.state.registry = make_registry(sessions, settings)
     install_error_handlers(app)
     _include_routers(app)
-    docs = [path for path in (app.docs_url, app.redoc_url) if path]
+    docs = install_docs(app)
     app.add_middleware(SecurityHeaders, behind_tls=settings.api_behind_tls, docs_paths=docs)
     app.openapi = _openapi_with_request_schemas(app)  # type: ignore[method-assign]
     return app
@@ -89,6 +97,12 @@ def _submitter(
     from ocrq.worker.queue.celery_app import create_app as create_celery_app
 
     return QueueSubmitter(create_celery_app(settings), sessions, settings), None
+
+
+def operation_id(route: APIRoute) -> str:
+    """The handler's name (``submit_job``), not FastAPI's ``submit_job_v1_jobs_post``: clients read
+    better, and a test keeps the names unique."""
+    return route.name
 
 
 def _include_routers(app: FastAPI) -> None:

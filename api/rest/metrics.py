@@ -148,6 +148,10 @@ def _degraded(session: Session) -> GaugeMetricFamily:
 
 def make_registry(sessions: sessionmaker[Session], settings: Settings) -> CollectorRegistry:
     """One registry per app (not the global one), so apps in one process do not collide."""
+    from ocrq.worker.metrics import PROCESS_METRICS
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(OcrqCollector(sessions, settings))
+    for metric in PROCESS_METRICS:  # pages this process OCRed (the embedded runner): counters for rate()
+        registry.register(metric)
     return registry

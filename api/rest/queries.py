@@ -13,9 +13,10 @@ from collections import defaultdict
 from typing import Any, cast
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from ocrq.api.rest.schemas import (
+    AttemptPublic,
     DocumentError,
     DocumentLinks,
     DocumentPublic,
@@ -25,11 +26,12 @@ from ocrq.api.rest.schemas import (
     JobPublic,
     PageCounts,
     PagePublic,
+    PageSummary,
     WebhookAttempt,
     WebhookOutcome,
     WebhookState,
 )
-from ocrq.db.models import Document, Job, Page, WebhookDelivery
+from ocrq.db.models import Attempt, Document, Job, Page, WebhookDelivery
 from ocrq.errors import ResourceNotFound
 from ocrq.jobs.access import Caller, visible_jobs
 from ocrq.jobs.degraded import degraded_by_document, degraded_by_job
@@ -200,7 +202,7 @@ def list_documents(
 
 def document_public(document: Document, degraded: int = 0) -> DocumentPublic:
     base = f"/v1/documents/{document.id}"
-    links = DocumentLinks(self=base, job=f"/v1/jobs/{document.job_id}", pages=f"{base}/pages/")
+    links = DocumentLinks(self=base, job=f"/v1/jobs/{document.job_id}", pages=f"{base}/pages")
     entry = document_entry(document, for_client=True)
     return DocumentPublic(
         id=document.id, job_id=document.job_id, links=links, pages_degraded=degraded, **entry
@@ -228,4 +230,49 @@ def get_page(sessions: sessionmaker[Session], caller: Caller, document_id: int, 
         page = session.scalar(select(Page).where(Page.document_id == document_id, Page.index == number - 1))
         if page is None:
             raise ResourceNotFound(f"no page {number} in document {document_id}")
-        return PagePublic(document_id=document_id, number=number, **page_entry(page, document))
+        attempts = [_attempt_public(attempt) for attempt in page.attempts]
+        return PagePublic(
+            document_id=document_id, number=number, attempts=attempts, **page_entry(page, document)
+        )
+
+
+def _attempt_public(attempt: Attempt) -> AttemptPublic:
+    return AttemptPublic(
+        engine=attempt.engine,
+        model=attempt.model,
+        started_at=attempt.started_at,
+        duration_ms=attempt.duration_ms,
+        outcome=attempt.outcome,
+        error_code=attempt.error_code,
+    )
+
+
+def list_pages(
+    sessions: sessionmaker[Session], caller: Caller, document_id: int, limit: int, offset: int
+) -> tuple[list[PageSummary], int]:
+    """A document's pages in order with their attempts (404 for a document the caller may not see)."""
+    with sessions() as session:
+        document = get_visible_document(session, caller, document_id)
+        total = session.scalar(select(func.count()).where(Page.document_id == document_id)) or 0
+        pages = session.scalars(
+            select(Page)
+            .where(Page.document_id == document_id)
+            .order_by(Page.index)
+            .limit(limit)
+            .offset(offset)
+            .options(selectinload(Page.attempts))
+        ).all()
+        return [_page_summary(page, document) for page in pages], total
+
+
+def _page_summary(page: Page, document: Document) -> PageSummary:
+    entry = page_entry(page, document)
+    return PageSummary(
+        number=page.index + 1,
+        status=page.status,
+        engine=page.engine,
+        reused=page.reused,
+        error=entry["error"],
+        attempts=[_attempt_public(attempt) for attempt in page.attempts],
+        self=f"/v1/documents/{document.id}/pages/{page.index + 1}",
+    )

@@ -181,6 +181,36 @@ class DocumentsPage(BaseModel):
     offset: int
 
 
+class AttemptPublic(BaseModel):
+    """One engine's try at a page, in the order the chain made them."""
+
+    engine: str
+    model: str | None
+    started_at: UtcDatetime
+    duration_ms: float
+    outcome: str
+    error_code: str | None
+
+
+class PageSummary(BaseModel):
+    """A page in a document's page list: its fate and how it got there (text: the page resource)."""
+
+    number: int = Field(description="1-based")
+    status: str
+    engine: str | None
+    reused: bool
+    error: dict[str, Any] | None
+    attempts: list[AttemptPublic]
+    self: str
+
+
+class PagesPage(BaseModel):
+    data: list[PageSummary]
+    count: int
+    limit: int
+    offset: int
+
+
 class PagePublic(BaseModel):
     """One page as in the per-document JSON file, plus where it belongs."""
 
@@ -203,6 +233,7 @@ class PagePublic(BaseModel):
     error: dict[str, Any] | None
     timings: dict[str, Any]
     tokens: dict[str, Any]
+    attempts: list[AttemptPublic] = Field(default_factory=list, description="Every engine try, in order")
 
 
 class Health(BaseModel):

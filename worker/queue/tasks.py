@@ -11,7 +11,9 @@ import threading
 import time
 from functools import cached_property
 
+import structlog
 from celery import Task, current_app, shared_task
+from celery.signals import task_postrun, task_prerun
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +22,7 @@ from ocrq.db.models import Document, Job, Page
 from ocrq.db.session import make_engine, make_session_factory
 from ocrq.jobs.degraded import record_primary_engine
 from ocrq.jobs.store import JobStore
+from ocrq.logs import log_context
 from ocrq.settings import Settings, build_settings
 from ocrq.worker.documents.ingest import ingest_document
 from ocrq.worker.pipeline import PageOutcome, PagePipeline, pipeline_for
@@ -34,6 +37,23 @@ DB_AWAY_RETRY_S = 10
 DATABASE_AWAY = (OperationalError, InterfaceError)
 
 log = logging.getLogger(__name__)
+
+
+TASK_IDS = {TASK_PAGE: ("page_id", "job_id"), TASK_INGEST: ("document_id",)}
+"""The ids a task's positional arguments are: bound for every log line of the task, Celery's own
+``Task ... succeeded`` line included."""
+
+
+@task_prerun.connect
+def bind_task_ids(task: Task | None = None, args: tuple = (), **_: object) -> None:
+    names = TASK_IDS.get(getattr(task, "name", ""), ())
+    ids = {name: value for name, value in zip(names, args, strict=False) if value is not None}
+    structlog.contextvars.bind_contextvars(**ids)
+
+
+@task_postrun.connect
+def unbind_task_ids(task: Task | None = None, **_: object) -> None:
+    structlog.contextvars.unbind_contextvars(*TASK_IDS.get(getattr(task, "name", ""), ()))
 
 
 class WorkerContext:
@@ -125,8 +145,9 @@ def context() -> WorkerContext:
 def ingest_document_task(document_id: int) -> int:
     """Identify and count a document's pages, then queue those still to OCR."""
     ctx = context()
-    page_ids = ingest_document(ctx.sessions, ctx.settings, document_id)
-    ctx.dispatcher.enqueue_pages(page_ids)
+    with log_context(document_id=document_id):
+        page_ids = ingest_document(ctx.sessions, ctx.settings, document_id)
+        ctx.dispatcher.enqueue_pages(page_ids)
     return len(page_ids)
 
 
@@ -141,16 +162,10 @@ def ocr_page_task(self: Task, page_id: int, job_id: int | None = None) -> str | 
     """
     ctx = context()
     retries_left = self.request.retries < ctx.settings.page_retries
-    deadline = time.monotonic() + DB_AWAY_WAIT_S
-    while True:
-        try:
-            outcome = _process(ctx, page_id, job_id, retries_left)
-            break
-        except DATABASE_AWAY as error:
-            if time.monotonic() > deadline:
-                _later(self, page_id, job_id, error)
-                return None
-            time.sleep(DB_AWAY_PAUSE_S)
+    with log_context(job_id=job_id, attempt=self.request.retries + 1):
+        outcome = _process_while_database_away(self, ctx, page_id, job_id, retries_left)
+    if outcome is None:
+        return None
     if outcome.retry:
         raise self.retry(countdown=ctx.settings.page_retry_backoff_seconds * 2**self.request.retries)
     return outcome.status
@@ -165,6 +180,21 @@ def _process(ctx: WorkerContext, page_id: int, job_id: int | None, retries_left:
         raise
 
 
+def _process_while_database_away(
+    task: Task, ctx: WorkerContext, page_id: int, job_id: int | None, retries_left: bool
+) -> PageOutcome | None:
+    """The page's outcome, or None when the database stayed away and the page was sent again later."""
+    deadline = time.monotonic() + DB_AWAY_WAIT_S
+    while True:
+        try:
+            return _process(ctx, page_id, job_id, retries_left)
+        except DATABASE_AWAY as error:
+            if time.monotonic() > deadline:
+                _later(task, page_id, job_id, error)
+                return None
+            time.sleep(DB_AWAY_PAUSE_S)
+
+
 def _later(task: Task, page_id: int, job_id: int | None, error: Exception) -> None:
     delivery = task.request.delivery_info or {}
     reason = type(error).__name__
@@ -176,6 +206,8 @@ def _later(task: Task, page_id: int, job_id: int | None, error: Exception) -> No
         priority=delivery.get("priority"),
         retries=task.request.retries,
     )
+
+
 @shared_task(name=TASK_REDO, bind=True, ignore_result=True)
 def redo_page_task(self: Task, page_id: int, job_id: int) -> str:
     """Read a degraded page again with the job's primary engine; its old result stays until then.

@@ -19,9 +19,9 @@ from ocrq.api.rest.document_results import (
     stream_and_remove,
     stream_document,
 )
-from ocrq.api.rest.queries import get_document, get_page
-from ocrq.api.rest.routes.common import MAX_ID, DocumentId, error_responses
-from ocrq.api.rest.schemas import DocumentPublic, PagePublic
+from ocrq.api.rest.queries import get_document, get_page, list_pages
+from ocrq.api.rest.routes.common import MAX_ID, DocumentId, Limit, Offset, error_responses
+from ocrq.api.rest.schemas import DocumentPublic, PagePublic, PagesPage
 
 router = APIRouter(tags=["documents"], responses=error_responses(401, 404, 422))
 
@@ -32,6 +32,15 @@ PageNumber = Annotated[int, Path(ge=1, le=MAX_ID, description="1-based")]
 async def read_document(document_id: DocumentId, caller: CallerDep, sessions: SessionsDep) -> DocumentPublic:
     """A document's status, type, page counts and error."""
     return await run_in_threadpool(get_document, sessions, caller, document_id)
+
+
+@router.get("/documents/{document_id}/pages", response_model=PagesPage)
+async def read_pages(
+    document_id: DocumentId, caller: CallerDep, sessions: SessionsDep, limit: Limit = 100, offset: Offset = 0
+) -> PagesPage:
+    """A document's pages in order: status, engine, error and every engine attempt (text: one page)."""
+    pages, count = await run_in_threadpool(list_pages, sessions, caller, document_id, limit, offset)
+    return PagesPage(data=pages, count=count, limit=limit, offset=offset)
 
 
 @router.get("/documents/{document_id}/pages/{number}", response_model=PagePublic)

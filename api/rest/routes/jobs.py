@@ -52,6 +52,7 @@ POLL_INTERVAL_S = 0.2
 M = TypeVar("M", JobOptions, PathsJobCreate)
 JSON_BODY_LIMIT = 1024 * 1024
 
+OPTIONS_EXAMPLE = {"engines": ["vllm", "tesseract"], "model": "dots.ocr", "dpi": 200, "priority": 7}
 SUBMIT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -62,11 +63,19 @@ SUBMIT_BODY: dict[str, Any] = {
                     "required": ["files"],
                     "properties": {
                         "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                        "options": {"type": "string", "description": "JobOptions as a JSON object"},
+                        "options": {
+                            "$ref": "#/components/schemas/JobOptions",
+                            "description": "JobOptions as a JSON object (one form field)",
+                        },
                     },
-                }
+                },
+                "encoding": {"options": {"contentType": "application/json"}},
+                "example": {"files": ["scan-001.pdf"], "options": OPTIONS_EXAMPLE},
             },
-            "application/json": {"schema": {"$ref": "#/components/schemas/PathsJobCreate"}},
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/PathsJobCreate"},
+                "example": {"paths": ["/data/scans/2026-12"], "options": OPTIONS_EXAMPLE},
+            },
         },
     }
 }
