@@ -33,7 +33,8 @@ from ocrq.worker.queue.celery_app import create_app
 from ocrq.worker.queue.dispatch import Dispatcher
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-BROKER_URL = "redis://127.0.0.1:6379/12"
+BROKER_URL = os.environ.get("OCRQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+"""A Redis DB of the bench's own (it is flushed); OCRQ_BENCH_REDIS_URL moves it."""
 CLI = [sys.executable, "-c", "from ocrq.api.cli import main; main()"]
 
 

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
 
     page_workers: int = Field(0, ge=0)
     """In-process page workers; 0 means one per CPU core."""
+    prepare_processes: int = Field(-1, ge=-1)
+    """Processes that render and encode pages for a queue worker whose first engine is vLLM, so the
+    page threads only send bytes: -1 one per core, 0 render in the page threads (bench/vllm_feed.py)."""
+    prepare_dir: Path | None = None
+    """Where prepared pages wait for their request (one entry per page in flight); default
+    /dev/shm/ocrq-prepared (memory, not disk) when there is a /dev/shm, else the temp directory."""
 
     output_dir: Path = Path("results")
     output_markdown: bool = True

@@ -23,6 +23,7 @@ from ocrq.settings import Settings
 from ocrq.worker.documents.render import OpenedDocument, RenderLimits, open_document
 from ocrq.worker.engines.chain import EngineChain, chain_failure
 from ocrq.worker.engines.selection import build_chain
+from ocrq.worker.prepare.hook import PagePreparer, preparer_for
 
 OPEN_DOCUMENTS_PER_THREAD = 2
 
@@ -83,10 +84,17 @@ class OpenDocuments:
 
 class PagePipeline:
     def __init__(
-        self, store: JobStore, chain: EngineChain, limits: RenderLimits, task: PageTask | None = None
+        self,
+        store: JobStore,
+        chain: EngineChain,
+        limits: RenderLimits,
+        task: PageTask | None = None,
+        preparer: PagePreparer | None = None,
     ) -> None:
         self.store, self.chain, self.task = store, chain, task or PageTask()
         self.documents = OpenDocuments(limits)
+        self.preparer = preparer
+        """Renders and encodes in other processes (queue workers); None: in this thread."""
 
     def process(self, page_id: int, *, allow_retry: bool = False) -> PageOutcome:
         """OCR one page; safe to call again for the same page (a no-op once it is finished).
@@ -95,13 +103,14 @@ class PagePipeline:
         engines all failed retryably is put back instead of failed.
         """
         claim = self.store.claim_page(page_id)
-        if claim is None:
+        if claim is None:  # another thread may hold it, prepared entry and all: the sweep is for leftovers
             return PageOutcome(page_id, None)
         finish = self._run(claim)
         if allow_retry and finish.error is not None and finish.error.retryable:
-            self.store.release_page(claim, finish.attempts)
+            self.store.release_page(claim, finish.attempts)  # its prepared entry waits for the retry
             return PageOutcome(page_id, None, retry=True)
         stored = self.store.finish_page(claim, finish)
+        self._forget_prepared(claim)
         status = PageStatus.FAILED if finish.error else PageStatus.DONE
         engine = finish.result.engine if finish.result else None
         return PageOutcome(page_id, status if stored else None, engine)
@@ -126,8 +135,14 @@ class PagePipeline:
         return PageFinish(result, error, render_ms, image.size, attempts)
 
     def _render(self, claim: PageClaim) -> Image.Image:
+        if self.preparer is not None:
+            return self.preparer.page_image(claim)
         document = self.documents.get(claim.path, claim.doc_type)
         return document.render(claim.index, self.chain.image_mode)
+
+    def _forget_prepared(self, claim: PageClaim) -> None:
+        if self.preparer is not None:
+            self.preparer.finished(claim)
 
 
 def _ms_since(clock: float) -> float:
@@ -135,8 +150,21 @@ def _ms_since(clock: float) -> float:
 
 
 def pipeline_for(
-    settings: Settings, store: JobStore, chain_factory: Callable[[Settings], EngineChain] = build_chain
+    settings: Settings,
+    store: JobStore,
+    chain_factory: Callable[[Settings], EngineChain] = build_chain,
+    *,
+    prepare: bool = False,
 ) -> PagePipeline:
-    """A pipeline configured as ``settings`` say: engines, render limits, what to ask the engines."""
-    limits = RenderLimits.from_settings(settings)
-    return PagePipeline(store, chain_factory(settings), limits, PageTask(settings.prompt_mode))
+    """A pipeline configured as ``settings`` say: engines, render limits, what to ask the engines.
+
+    ``prepare`` (queue workers): pages are rendered and encoded in a process pool when
+    ``OCRQ_PREPARE_PROCESSES`` allows and the first engine is one that sends images to a server.
+    """
+    limits, task, chain = (
+        RenderLimits.from_settings(settings),
+        PageTask(settings.prompt_mode),
+        chain_factory(settings),
+    )
+    preparer = preparer_for(settings, chain, limits, task) if prepare else None
+    return PagePipeline(store, chain, limits, task, preparer)

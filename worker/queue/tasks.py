@@ -60,7 +60,7 @@ class WorkerContext:
         key = settings.result_key()
         with self._lock:
             if key not in self._pipelines:
-                self._pipelines[key] = pipeline_for(settings, self.store)
+                self._pipelines[key] = pipeline_for(settings, self.store, prepare=True)
             return self._pipelines[key]
 
     def job_of_page(self, page_id: int) -> int:

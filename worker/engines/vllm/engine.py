@@ -36,6 +36,7 @@ from ocrq.worker.engines.vllm.request import (
 )
 from ocrq.worker.models.registry import ModelSpec, Registry, bundled_registry
 from ocrq.worker.ocr_output.reading import Reading, page_result
+from ocrq.worker.prepare.entries import model_input_for
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +192,11 @@ class VllmEngine:
         )
 
     def _prepared(self, page: _Page, budget: int) -> PreparedImage:
-        """Ladder rungs resend the same pixels: resize and encode once per pixel budget."""
+        """Ladder rungs resend the same pixels: resize and encode once per pixel budget (or not at all
+        here, when a preparation process already did it for this render)."""
         if budget not in page.prepared_at:
-            page.prepared_at[budget] = prepare_image(page.image, self.spec, budget, page.choice.crop)
+            ready = None if page.choice.crop else model_input_for(page.image, self.spec.key, budget)
+            page.prepared_at[budget] = ready or prepare_image(page.image, self.spec, budget, page.choice.crop)
         return page.prepared_at[budget]
 
     def _send(self, page: _Page, prepared: PreparedImage, rung: Rung) -> Completion:
