@@ -49,7 +49,8 @@ def pages_pdf(path: Path, pages: int) -> None:
     while out.page_count < pages and sources:
         for source in sources:
             take = min(source.page_count, pages - out.page_count)
-            out.insert_pdf(source, to_page=take - 1)
+            if take > 0:  # to_page=-1 would mean "to the last page"
+                out.insert_pdf(source, to_page=take - 1)
     while out.page_count < pages:
         out.new_page().insert_text((72, 72 + out.page_count % 600), f"generated page {out.page_count}")
     out.save(path, garbage=3, deflate=True)
