@@ -19,7 +19,7 @@ from ocrq.worker.engines.chain import EngineChain
 from ocrq.worker.engines.selection import build_chain
 from ocrq.worker.engines.vllm.request import prepare_image
 from ocrq.worker.models.registry import bundled_registry
-from ocrq.worker.prepare.entries import discard, model_input_for, sweep
+from ocrq.worker.prepare.entries import discard, model_input_for, private_root, sweep
 from ocrq.worker.prepare.hook import preparer_for
 from ocrq.worker.prepare.pool import PagePreparer, PreparePool
 from tests.factories import make_text_pdf
@@ -113,6 +113,18 @@ def test_sweep_removes_what_a_dead_worker_left(tmp_path: Path) -> None:
     assert not old.exists() and fresh.exists()
     discard(fresh)
     assert sweep(tmp_path / "missing", 1) == 0
+
+
+def test_a_directory_others_can_write_is_not_trusted(tmp_path: Path) -> None:
+    """Its files are sent as the page: a group- or world-writable root gives way to a private one."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    chosen = private_root(shared)
+    assert chosen != shared and chosen.stat().st_mode & 0o077 == 0
+    mine = private_root(tmp_path / "mine")
+    assert mine == tmp_path / "mine" and mine.stat().st_mode & 0o777 == 0o700
+    discard(chosen)
 
 
 def test_the_vllm_engine_sends_the_prepared_image(pool: CountingPool, pdf: Path) -> None:

@@ -2,7 +2,8 @@
 
 An entry holds the page's render as raw PGM/PPM (cheap to write, opened lazily: only a fallback
 engine ever reads the pixels back) and, for the first engine, its encoded request image. Entries
-are written under a temporary name and renamed into place, so a reader sees a whole entry or none;
+are plain files (JSON and PNM, nothing executable) in a directory private to the worker's user,
+written under a temporary name and renamed into place, so a reader sees a whole entry or none;
 a redelivered page finds its entry and is not prepared again. Entries are removed when their page
 is finished, and :func:`sweep` removes those a dead worker left behind.
 """
@@ -10,22 +11,28 @@ is finished, and :func:`sweep` removes those a dead worker left behind.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
-import pickle
 import shutil
+import stat
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from ocrq.worker.engines.vllm.request import PreparedImage
+from ocrq.worker.ocr_output.resize import ResizePlan
+
+log = logging.getLogger(__name__)
 
 RENDER_NAME = "page.pnm"
-MODEL_INPUT_NAME = "model_input.pickle"
-META_NAME = "meta.pickle"
+MODEL_INPUT_NAME = "model_input.json"
+META_NAME = "meta.json"
 DEFAULT_SHM = Path("/dev/shm")
 
 
@@ -50,6 +57,18 @@ def default_root() -> Path:
     return base / "ocrq-prepared"
 
 
+def private_root(root: Path) -> Path:
+    """``root`` made ours alone (0700); another user's or a group-writable one is not trusted: what
+    is read back is sent as the page, so a private temporary directory is used instead."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = root.stat()
+    if info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return root
+    fallback = Path(tempfile.mkdtemp(prefix="ocrq-prepared-"))
+    log.error("%s is not private to this user; preparing pages in %s instead", root, fallback)
+    return fallback
+
+
 def entry_path(root: Path, scope: str, page_id: int, source: Path, index: int) -> Path:
     """Named by everything that makes the pixels: ``scope`` (database and result settings), the page,
     and the file as it is now, so workers of other databases (tests, other deployments) sharing the
@@ -70,8 +89,8 @@ def write_entry(final: Path, image: Image.Image, meta: EntryMeta, model_input: P
     try:
         image.save(scratch / RENDER_NAME, "PPM")
         if model_input is not None:
-            (scratch / MODEL_INPUT_NAME).write_bytes(pickle.dumps(model_input, pickle.HIGHEST_PROTOCOL))
-        (scratch / META_NAME).write_bytes(pickle.dumps(meta, pickle.HIGHEST_PROTOCOL))
+            (scratch / MODEL_INPUT_NAME).write_text(json.dumps(_model_input_fields(model_input)))
+        (scratch / META_NAME).write_text(json.dumps(asdict(meta)))
         scratch.rename(final)
     except OSError:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -81,8 +100,9 @@ def write_entry(final: Path, image: Image.Image, meta: EntryMeta, model_input: P
 
 def read_meta(entry: Path) -> EntryMeta | None:
     try:
-        return pickle.loads((entry / META_NAME).read_bytes())
-    except (OSError, pickle.UnpicklingError, EOFError):
+        fields = json.loads((entry / META_NAME).read_text())
+        return EntryMeta(**fields | {"dpi": tuple(fields["dpi"]) if fields["dpi"] else None})
+    except (OSError, ValueError, TypeError, KeyError):
         return None
 
 
@@ -104,9 +124,25 @@ def model_input_for(image: Image.Image, model_key: str, budget: int) -> Prepared
     if meta is None or meta.model_key != model_key or meta.budget != budget:
         return None
     try:
-        return pickle.loads((entry / MODEL_INPUT_NAME).read_bytes())
-    except (OSError, pickle.UnpicklingError, EOFError):
+        return _model_input_from(json.loads((entry / MODEL_INPUT_NAME).read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
         return None
+
+
+def _model_input_fields(prepared: PreparedImage) -> dict[str, Any]:
+    plan = prepared.plan
+    return {
+        "data_url": prepared.data_url,
+        "plan": [plan.source, plan.target, plan.offset, plan.padded],
+        "encoded_bytes": prepared.encoded_bytes,
+        "encode_ms": prepared.encode_ms,
+    }
+
+
+def _model_input_from(fields: dict[str, Any]) -> PreparedImage:
+    source, target, offset, padded = fields["plan"]
+    plan = ResizePlan(tuple(source), tuple(target), tuple(offset), bool(padded))
+    return PreparedImage(fields["data_url"], plan, fields["encoded_bytes"], fields["encode_ms"])
 
 
 def discard(entry: Path) -> None:

@@ -24,7 +24,15 @@ from ocrq.errors import PageRenderError, error_from_code
 from ocrq.jobs.store import PageClaim
 from ocrq.worker.documents.render import RenderLimits
 from ocrq.worker.models.registry import ModelSpec
-from ocrq.worker.prepare.entries import default_root, discard, entry_path, open_render, read_meta, sweep
+from ocrq.worker.prepare.entries import (
+    default_root,
+    discard,
+    entry_path,
+    open_render,
+    private_root,
+    read_meta,
+    sweep,
+)
 from ocrq.worker.prepare.work import PrepareOrder, prepare_page, warm_up
 
 log = logging.getLogger(__name__)
@@ -37,9 +45,21 @@ class PreparePool:
     """A process pool shared by every pipeline of a worker process; started on first use."""
 
     def __init__(self, processes: int, root: Path) -> None:
-        self.processes, self.root = processes, root
-        self._lock = threading.Lock()
+        self.processes, self._wanted_root = processes, root
+        self._lock, self._root_lock = threading.Lock(), threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
+        self._root: Path | None = None
+
+    @property
+    def root(self) -> Path:
+        """The entries' directory, made private and swept of a dead worker's leftovers on first use."""
+        with self._root_lock:
+            if self._root is None:
+                self._root = private_root(self._wanted_root)
+                swept = sweep(self._root, STALE_AFTER_S)
+                if swept:
+                    log.info("removed %d stale prepared pages from %s", swept, self._root)
+            return self._root
 
     def run(self, order: PrepareOrder) -> None:
         """Prepare one page in a child; its error (a bad page) is raised here, in the page's thread."""
@@ -60,10 +80,6 @@ class PreparePool:
     def _pool(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._executor is None:
-                self.root.mkdir(parents=True, exist_ok=True)
-                swept = sweep(self.root, STALE_AFTER_S)
-                if swept:
-                    log.info("removed %d stale prepared pages from %s", swept, self.root)
                 self._executor = _start(self.processes)
             return self._executor
 
