@@ -20,7 +20,7 @@ from ocrq.worker.engines.selection import build_chain
 from ocrq.worker.engines.vllm.request import prepare_image
 from ocrq.worker.models.registry import bundled_registry
 from ocrq.worker.prepare.entries import discard, model_input_for, private_root, sweep
-from ocrq.worker.prepare.hook import preparer_for
+from ocrq.worker.prepare.hook import preparer_for, start_early
 from ocrq.worker.prepare.pool import PagePreparer, PreparePool
 from tests.factories import make_text_pdf
 from tests.fault_server import FaultServer, request_image, running_fault_server
@@ -155,3 +155,11 @@ def test_preparation_is_for_queue_workers_with_vllm_first(pool: CountingPool, se
 def _vllm_chain(server: FaultServer) -> EngineChain:
     settings = Settings(engines=["vllm"], vllm_url=server.url, vllm_served_model_name="test-model")
     return build_chain(settings)
+
+
+def test_the_pool_starts_with_a_page_worker_whose_first_engine_is_vllm(settings: Settings) -> None:
+    vllm_first = settings.model_copy(update={"engines": ["vllm", "tesseract"], "prepare_processes": 1})
+    assert not start_early(settings, {"gpu", "cpu"})  # Tesseract first
+    assert not start_early(vllm_first, {"cpu"})  # an ingest-only worker
+    assert not start_early(vllm_first.model_copy(update={"prepare_processes": 0}), {"gpu"})
+    assert start_early(vllm_first, {"gpu"})

@@ -13,7 +13,7 @@ from ocrq.worker.prepare.pool import PagePreparer, shared_pool
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PagePreparer", "preparer_for"]
+__all__ = ["PagePreparer", "preparer_for", "start_early"]
 
 
 def preparer_for(
@@ -38,3 +38,17 @@ def preparer_for(
     spec, budget = (first.spec, first.spec.max_pixels) if crop is None else (None, None)
     scope = f"{settings.database_url}|{settings.result_key()}"
     return PagePreparer(pool, scope, limits, first.image_mode, spec, budget)
+
+
+def start_early(settings: Settings, queues: set[str]) -> bool:
+    """Start the pool as the worker starts when its pages will want it (vLLM first, the page queue)."""
+    wanted = (
+        settings.prepare_processes != 0
+        and settings.gpu_queue in queues
+        and bool(settings.engines)
+        and settings.engines[0] == "vllm"
+        and not settings.chain_factory
+    )
+    if wanted:
+        shared_pool(settings.prepare_processes, settings.prepare_dir).start()
+    return wanted

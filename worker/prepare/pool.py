@@ -71,6 +71,10 @@ class PreparePool:
         if failure is not None:
             raise error_from_code(failure.code, failure.message)
 
+    def start(self) -> None:
+        """Spawn the processes now (at worker start), so the first pages do not wait on their imports."""
+        self._pool()
+
     def close(self) -> None:
         with self._lock:
             executor, self._executor = self._executor, None

@@ -10,6 +10,7 @@ import threading
 from functools import cached_property
 
 from celery import Task, current_app, shared_task
+from celery.signals import worker_ready
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -92,6 +93,17 @@ def context() -> WorkerContext:
             settings = getattr(current_app, "ocrq_settings", None) or build_settings()
             _context = WorkerContext(settings)
         return _context
+
+
+@worker_ready.connect
+def start_page_preparation(sender: object = None, **_: object) -> None:
+    """The page preparation pool spawns beside the worker's start, not in its first pages' time."""
+    from ocrq.worker.prepare.hook import start_early
+
+    consumer = getattr(sender, "task_consumer", None)
+    queues = {queue.name for queue in getattr(consumer, "queues", [])}
+    settings = context().settings
+    threading.Thread(target=start_early, args=(settings, queues), name="ocrq-prepare", daemon=True).start()
 
 
 @shared_task(name=TASK_INGEST, ignore_result=True)
