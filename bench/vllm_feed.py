@@ -110,6 +110,7 @@ def _measure(
         "feeder_cpu_s_per_page": round(cpu / args.pages, 4),
         "worker_and_pool_cpu_s_per_page": round(tree / args.pages, 4),
         "feeder_peak_rss_mb": peak_rss_mb(worker.pid),
+        "pool_peak_rss_mb": [peak_rss_mb(child.pid) for child in worker.children() if _is_pool(child)],
     }
 
 
@@ -125,6 +126,12 @@ def _tree_cpu(worker: psutil.Process) -> dict[int, float]:
         with contextlib.suppress(psutil.Error):
             seconds[child.pid] = _cpu(child)
     return seconds
+
+
+def _is_pool(process: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return "spawn_main" in " ".join(process.cmdline())
+    return False
 
 
 def peak_rss_mb(pid: int) -> int:
