@@ -38,7 +38,9 @@ from ocrq.worker.prepare.work import PrepareOrder, prepare_page, warm_up
 log = logging.getLogger(__name__)
 
 STALE_AFTER_S = 3600.0
-"""Entries older than this belonged to a page nobody finished here (a dead worker); swept at start."""
+"""Entries older than this belonged to a page nobody finished here (a dead worker, or a retry that
+went to another host); swept at start and every ``SWEEP_EVERY`` pages."""
+SWEEP_EVERY = 500
 
 
 class PreparePool:
@@ -49,16 +51,15 @@ class PreparePool:
         self._lock, self._root_lock = threading.Lock(), threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._root: Path | None = None
+        self._runs = 0
 
     @property
     def root(self) -> Path:
-        """The entries' directory, made private and swept of a dead worker's leftovers on first use."""
+        """The entries' directory, made private and swept of leftovers on first use."""
         with self._root_lock:
             if self._root is None:
                 self._root = private_root(self._wanted_root)
-                swept = sweep(self._root, STALE_AFTER_S)
-                if swept:
-                    log.info("removed %d stale prepared pages from %s", swept, self._root)
+                self._sweep(self._root)
             return self._root
 
     def run(self, order: PrepareOrder) -> None:
@@ -70,6 +71,9 @@ class PreparePool:
             raise PageRenderError(f"the page preparation process died: {error}") from error
         if failure is not None:
             raise error_from_code(failure.code, failure.message)
+        self._runs += 1
+        if self._runs % SWEEP_EVERY == 0:
+            self._sweep(self.root)
 
     def start(self) -> None:
         """Spawn the processes now (at worker start), so the first pages do not wait on their imports."""
@@ -86,6 +90,11 @@ class PreparePool:
             if self._executor is None:
                 self._executor = _start(self.processes)
             return self._executor
+
+    def _sweep(self, root: Path) -> None:
+        swept = sweep(root, STALE_AFTER_S)
+        if swept:
+            log.info("removed %d stale prepared pages from %s", swept, root)
 
     def _restart(self) -> None:
         with self._lock:
