@@ -108,7 +108,8 @@ class Settings(BaseSettings):
     vllm_bind_host: str = "127.0.0.1"
     """Host address ``ocrq vllm up`` publishes the server's port on (0.0.0.0 for other GPU hosts)."""
     vllm_model_urls: dict[str, str] = Field(default_factory=dict)
-    """Per-model servers, JSON: ``{"qwen2-vl-2b": "http://gpu2:8011"}``; a job's model picks its server."""
+    """Per-model servers, JSON: ``{"qwen2-vl-2b": "http://gpu2:8011"}``; a job's model picks its server.
+    Several servers of one model, comma-separated (here or in ``vllm_url``), are balanced per page."""
     vllm_url: str | None = None
     """Base URL of an OpenAI-compatible vLLM server (``http://host:8000``); unset: no vLLM engine."""
     vllm_model: str = "dots.ocr"

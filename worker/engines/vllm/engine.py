@@ -24,6 +24,7 @@ from ocrq.errors import ConfigurationError, ContextTooLong, EngineUnavailable, M
 from ocrq.schemas import PageResult, PageTask
 from ocrq.settings import Settings
 from ocrq.worker.engines.ladder import Rung, Step, climb
+from ocrq.worker.engines.vllm.balance import BalancedClient, client_for
 from ocrq.worker.engines.vllm.client import ClientConfig, Completion, ContextOverflow, VllmClient
 from ocrq.worker.engines.vllm.request import (
     PreparedImage,
@@ -104,7 +105,7 @@ class VllmEngine:
     def __init__(
         self,
         spec: ModelSpec,
-        client: VllmClient,
+        client: VllmClient | BalancedClient,
         served_name: str | None = None,
         options: EngineOptions | None = None,
     ) -> None:
@@ -122,14 +123,15 @@ class VllmEngine:
         registry: Registry | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> VllmEngine:
-        """Unset URL: not configured here (the chain skips it). A wrong model: fail now, not per page."""
-        config = ClientConfig.from_settings(settings)
+        """Unset URL: not configured here (the chain skips it). A wrong model: fail now, not per page.
+        Several URLs (comma-separated) for the model: one client balancing over them."""
+        ClientConfig.from_settings(settings)  # refuses an unset URL before anything is built
         spec = (registry or bundled_registry()).get(settings.vllm_model)
         if spec.vllm is None:
             raise ConfigurationError(f"model {spec.key} cannot be served by vLLM (backends: {spec.backends})")
         engine = cls(
             spec,
-            VllmClient(config, transport),
+            client_for(settings, transport),
             settings.vllm_served_model_name,
             EngineOptions.from_settings(settings),
         )
