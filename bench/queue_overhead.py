@@ -63,7 +63,9 @@ def fresh_database() -> str:
     return url
 
 
-def run(workers: int, pages: int, folder: Path, legacy: bool = False) -> dict[str, object]:
+def run(
+    workers: int, pages: int, folder: Path, legacy: bool = False, events: bool = True
+) -> dict[str, object]:
     """A cold job (engines and pools built on its first pages), then the same pages again, warm.
 
     ``legacy``: start workers as this bench did before: all named ``all@host`` by ``ocrq worker``,
@@ -85,6 +87,8 @@ def run(workers: int, pages: int, folder: Path, legacy: bool = False) -> dict[st
     try:
         if not legacy:
             _wait_for_names([f"bench{n}" for n in range(workers)])
+        if not events:  # what the workers' task events (for Flower) cost per page
+            create_app(settings).control.disable_events()
         cpu_before = _cpu(processes)
         cold, _ = _timed_job(dispatcher, sessions, folder, pages)
         warm, steady = _timed_job(dispatcher, sessions, folder, pages)
@@ -95,6 +99,7 @@ def run(workers: int, pages: int, folder: Path, legacy: bool = False) -> dict[st
             process.wait()
     return {
         "start": "legacy (one name, any ping)" if legacy else "named, all answered",
+        "worker_task_events": events,
         "workers": workers,
         "pages": pages,
         "cold_pages_per_s": round(pages / cold, 1),
@@ -173,11 +178,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pages", type=int, default=600)
+    parser.add_argument("--events-off-too", action="store_true", help="also run named workers without events")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         tiny_pdf(folder / "doc.pdf", args.pages)
         results = [run(count, args.pages, folder, legacy) for legacy in (True, False) for count in (1, 2)]
+        if args.events_off_too:
+            results += [run(count, args.pages, folder, events=False) for count in (1, 2)]
     for result in results:
         print(result)
     one, two = results[2], results[3]
