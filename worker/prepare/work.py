@@ -1,5 +1,6 @@
 """What a preparation process does for one page: render it, encode the first engine's request image,
-write both as an entry. Runs in a child process; only small picklable values cross the pipe.
+write both as an entry. Runs in a child process (only small picklable values cross the pipe), or in
+a page thread when every process is busy.
 
 Each process keeps its last few documents open (MuPDF handles are per process), so consecutive
 pages of one document skip the reopen.
@@ -7,6 +8,7 @@ pages of one document skip the reopen.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -45,7 +47,9 @@ class PrepareFailure:
     message: str
 
 
-_documents: OrderedDict[tuple[Path, DocumentType, RenderLimits], OpenedDocument] = OrderedDict()
+_local = threading.local()
+"""Open documents per thread: MuPDF handles are not shared (a pool process has one thread; a page
+thread of the worker prepares here too when every process is busy)."""
 
 
 def prepare_page(order: PrepareOrder) -> PrepareFailure | None:
@@ -82,6 +86,9 @@ def _model_input(image: Image.Image, order: PrepareOrder) -> PreparedImage | Non
 
 
 def _document(order: PrepareOrder) -> OpenedDocument:
+    if not hasattr(_local, "documents"):
+        _local.documents = OrderedDict()
+    _documents: OrderedDict[tuple[Path, DocumentType, RenderLimits], OpenedDocument] = _local.documents
     key = (order.path, order.doc_type, order.limits)
     if key in _documents:
         _documents.move_to_end(key)
