@@ -163,14 +163,3 @@ def test_the_pool_starts_with_a_page_worker_whose_first_engine_is_vllm(settings:
     assert not start_early(vllm_first, {"cpu"})  # an ingest-only worker
     assert not start_early(vllm_first.model_copy(update={"prepare_processes": 0}), {"gpu"})
     assert start_early(vllm_first, {"gpu"})
-
-
-def test_with_every_process_busy_a_page_thread_prepares_its_page_itself(tmp_path: Path, pdf: Path) -> None:
-    """On shared cores the children may lag; a few page threads then work instead of waiting."""
-    pool = PreparePool(1, tmp_path / "prepared")
-    pool._in_pool = 1  # the one child is busy with another page
-    image = dots_preparer(pool, "busy").page_image(claim(pdf, 1))
-    spec = bundled_registry().get("dots.ocr")
-    assert pool._executor is None  # no child was started or asked
-    assert model_input_for(image, spec.key, spec.max_pixels) is not None
-    pool.close()

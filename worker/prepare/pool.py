@@ -33,7 +33,7 @@ from ocrq.worker.prepare.entries import (
     read_meta,
     sweep,
 )
-from ocrq.worker.prepare.work import PrepareFailure, PrepareOrder, prepare_page, warm_up
+from ocrq.worker.prepare.work import PrepareOrder, prepare_page, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,6 @@ class PreparePool:
         self._executor: ProcessPoolExecutor | None = None
         self._root: Path | None = None
         self._runs = 0
-        self._in_pool = 0
-        self._in_threads = threading.BoundedSemaphore(processes)
-        """Page threads that may prepare a page themselves while every process is busy (bounded:
-        each holds a page's pixels)."""
 
     @property
     def root(self) -> Path:
@@ -67,36 +63,17 @@ class PreparePool:
             return self._root
 
     def run(self, order: PrepareOrder) -> None:
-        """Prepare one page; its error (a bad page) is raised here, in the page's thread.
-
-        In a child when one is free; when all are busy (cores shared with other work), a few page
-        threads prepare their page themselves rather than wait, so the pool never makes a worker
-        slower than preparing in its threads.
-        """
-        if self._in_pool >= self.processes and self._in_threads.acquire(blocking=False):
-            try:
-                failure = prepare_page(order)
-            finally:
-                self._in_threads.release()
-        else:
-            failure = self._in_child(order)
+        """Prepare one page in a child; its error (a bad page) is raised here, in the page's thread."""
+        try:
+            failure = self._pool().submit(prepare_page, order).result()
+        except BrokenProcessPool as error:  # a child died (OOM, a MuPDF crash): restart for later pages
+            self._restart()
+            raise PageRenderError(f"the page preparation process died: {error}") from error
         if failure is not None:
             raise error_from_code(failure.code, failure.message)
         self._runs += 1
         if self._runs % SWEEP_EVERY == 0:
             self._sweep(self.root)
-
-    def _in_child(self, order: PrepareOrder) -> PrepareFailure | None:
-        with self._lock:
-            self._in_pool += 1
-        try:
-            return self._pool().submit(prepare_page, order).result()
-        except BrokenProcessPool as error:  # a child died (OOM, a MuPDF crash): restart for later pages
-            self._restart()
-            raise PageRenderError(f"the page preparation process died: {error}") from error
-        finally:
-            with self._lock:
-                self._in_pool -= 1
 
     def start(self) -> None:
         """Spawn the processes now (at worker start), so the first pages do not wait on their imports."""

@@ -1,6 +1,5 @@
 """What a preparation process does for one page: render it, encode the first engine's request image,
-write both as an entry. Runs in a child process (only small picklable values cross the pipe), or in
-a page thread when every process is busy.
+write both as an entry. Runs in a child process; only small picklable values cross the pipe.
 
 Each process keeps its last few documents open (MuPDF handles are per process), so consecutive
 pages of one document skip the reopen.
@@ -8,7 +7,6 @@ pages of one document skip the reopen.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -47,9 +45,7 @@ class PrepareFailure:
     message: str
 
 
-_local = threading.local()
-"""Open documents per thread: MuPDF handles are not shared (a pool process has one thread; a page
-thread of the worker prepares here too when every process is busy)."""
+_documents: OrderedDict[tuple[Path, DocumentType, RenderLimits], OpenedDocument] = OrderedDict()
 
 
 def prepare_page(order: PrepareOrder) -> PrepareFailure | None:
@@ -86,9 +82,6 @@ def _model_input(image: Image.Image, order: PrepareOrder) -> PreparedImage | Non
 
 
 def _document(order: PrepareOrder) -> OpenedDocument:
-    if not hasattr(_local, "documents"):
-        _local.documents = OrderedDict()
-    _documents: OrderedDict[tuple[Path, DocumentType, RenderLimits], OpenedDocument] = _local.documents
     key = (order.path, order.doc_type, order.limits)
     if key in _documents:
         _documents.move_to_end(key)
