@@ -6,6 +6,14 @@ messages, claims, result writes, counters. One worker process, then two, each
 under its own Celery name and all answering before the clock starts. Per run:
 a cold job (submission to last page, engines built on the way), the same pages
 again warm, and the steady rate between the warm job's first and last page.
+
+Why earlier figures disagreed (113/150 vs 55/64 pages/s): the old bench timed one cold job from
+submission (ingest of one 600-page document, engines built on the first pages) and started the
+clock once *any* worker answered a ping, with both workers under one Celery name, so the second
+was often still importing. Cold runs gave 75-83 pages/s with one or two workers alike; warm and
+steady rates reach 106-114 with one worker and 117-157 with two (issue 16; all on a loaded
+2-core machine). A worker spends ~7-8 ms CPU per page; the pipeline alone (claim, finish) 3.5 ms
+(bench/queue_hot_path.py), so Celery and Redis messaging take about half.
 Needs the local Redis (DB 12) and Postgres; prints figures, asserts nothing.
 
     .venv/bin/python -m bench.queue_overhead [--pages 600]
