@@ -82,6 +82,10 @@ def _handler(capacity: Capacity) -> type[BaseHTTPRequestHandler]:
                 with capacity.lock:
                     waiting = capacity.waiting
                 self._send(f'vllm:num_requests_waiting{{model_name="bench"}} {waiting}.0\n'.encode())
+            elif self.path == "/stats":
+                with capacity.lock:
+                    stats = {"requests": capacity.requests, "utilisation": capacity.utilisation()}
+                self._send(json.dumps(stats).encode())
             elif self.path == "/v1/models":
                 card = {"id": capacity.served_name, "object": "model", "max_model_len": 16384}
                 self._send(json.dumps({"object": "list", "data": [card]}).encode())
@@ -104,15 +108,38 @@ def _handler(capacity: Capacity) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def capacity_server(slots: int, seconds: float, served_name: str) -> Iterator[Capacity]:
+def capacity_server(
+    slots: int, seconds: float, served_name: str, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[Capacity]:
     capacity = Capacity(slots, seconds, served_name)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(capacity))
+    server = ThreadingHTTPServer((host, port), _handler(capacity))
     server.daemon_threads = True
     server.request_queue_size = 256
-    capacity.url = f"http://127.0.0.1:{server.server_address[1]}"
+    capacity.url = f"http://127.0.0.1:{server.server_address[1]}"  # host "0.0.0.0" listens there too
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         yield capacity
     finally:
         server.shutdown()
         server.server_close()
+
+
+def main() -> None:
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="A vLLM stand-in of fixed capacity, until SIGTERM.")
+    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--served-name", default="rednote-hilab/dots.ocr")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with capacity_server(args.slots, args.seconds, args.served_name, args.host, args.port):
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -5,14 +5,18 @@ for vLLM; one ``ocrq worker --role all`` on real Redis + Postgres renders real
 200-DPI pages (the corpus PDFs when present), encodes them per the registry
 (dots.ocr) and sends them. Prints feed efficiency = pages/s / capacity over the
 whole job (submit to last page recorded), the server's slot utilisation while
-busy, and the worker's CPU seconds per page. Targets: >= 0.97; <= 0.1 CPU s.
+busy, and the worker's CPU seconds per page: the feeding process alone and with its
+preparation processes (``OCRQ_PREPARE_PROCESSES``: 0 renders in the page threads,
+-1 one process per core), beside MuPDF's grey render of the same pages measured in
+the same run. Targets: >= 0.97; feeder <= 2 x the render.
 
-    .venv/bin/python -m bench.vllm_feed [--pages 320] [--slots 16] [--seconds 2]
+    .venv/bin/python -m bench.vllm_feed [--pages 320] [--slots 16,32,48] [--seconds 2] [--prepare 0,-1]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -45,7 +49,8 @@ def pages_pdf(path: Path, pages: int) -> None:
     while out.page_count < pages and sources:
         for source in sources:
             take = min(source.page_count, pages - out.page_count)
-            out.insert_pdf(source, to_page=take - 1)
+            if take > 0:  # to_page=-1 would mean "to the last page"
+                out.insert_pdf(source, to_page=take - 1)
     while out.page_count < pages:
         out.new_page().insert_text((72, 72 + out.page_count % 600), f"generated page {out.page_count}")
     out.save(path, garbage=3, deflate=True)
@@ -62,6 +67,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, float]:
             "OCRQ_ENGINES": "vllm",
             "OCRQ_VLLM_URL": capacity.url,
             "OCRQ_VLLM_MAX_IN_FLIGHT": str(args.in_flight),
+            "OCRQ_PREPARE_PROCESSES": str(args.prepare),
         }
         worker = subprocess.Popen(
             [*CLI, "worker", "--role", "all", "--loglevel", "WARNING"],
@@ -84,15 +90,16 @@ def _measure(
     sessions = make_session_factory(make_engine(database_url))
     create_app(settings).control.ping(timeout=30)
     time.sleep(2)  # the worker's engines are built on its first page; let it settle first
-    cpu_before = sum(worker.cpu_times()[:2])
+    cpu_before, tree_before = _cpu(worker), _tree_cpu(worker)
     started = time.monotonic()
     job_id = Dispatcher(create_app(settings), sessions, settings).submit(walk_sources([folder / "pages.pdf"]))
     while job_progress(sessions, job_id).finished < args.pages:
         time.sleep(0.05)
     elapsed = time.monotonic() - started
-    cpu = sum(worker.cpu_times()[:2]) - cpu_before
+    cpu, tree = _cpu(worker) - cpu_before, _total(_tree_cpu(worker), tree_before)
     done = job_progress(sessions, job_id).done
     return {
+        "prepare_processes": args.prepare,
         "pages": args.pages,
         "done": done,
         "seconds": round(elapsed, 1),
@@ -100,8 +107,53 @@ def _measure(
         "capacity_pages_per_s": args.slots / args.seconds,
         "feed_efficiency": round(args.pages / elapsed / (args.slots / args.seconds), 3),
         "server_utilisation_while_busy": round(capacity.utilisation(), 3),
-        "worker_cpu_s_per_page": round(cpu / args.pages, 3),
+        "feeder_cpu_s_per_page": round(cpu / args.pages, 4),
+        "worker_and_pool_cpu_s_per_page": round(tree / args.pages, 4),
+        "feeder_peak_rss_mb": peak_rss_mb(worker.pid),
+        "pool_peak_rss_mb": [peak_rss_mb(child.pid) for child in worker.children() if _is_pool(child)],
     }
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def _tree_cpu(worker: psutil.Process) -> dict[int, float]:
+    """CPU seconds of the worker and each of its children (the preparation pool), by pid."""
+    seconds = {worker.pid: _cpu(worker)}
+    for child in worker.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            seconds[child.pid] = _cpu(child)
+    return seconds
+
+
+def _is_pool(process: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return "spawn_main" in " ".join(process.cmdline())
+    return False
+
+
+def peak_rss_mb(pid: int) -> int:
+    """The kernel's high-water mark of the process's resident memory (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return -1
+
+
+def _total(after: dict[int, float], before: dict[int, float]) -> float:
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
+
+
+def mupdf_render_s_per_page(path: Path, pages: int, dpi: int = 200) -> float:
+    """MuPDF's grey render alone (the floor of any page preparation), on the benchmark's own pages."""
+    document = pymupdf.open(path)
+    zoom = dpi / 72
+    started = time.process_time()
+    for index in range(pages):
+        document[index].get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csGRAY)
+    return (time.process_time() - started) / pages
 
 
 def main() -> None:
@@ -109,13 +161,21 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pages", type=int, default=320)
-    parser.add_argument("--slots", type=int, default=16)
+    parser.add_argument("--slots", default="16", help="comma-separated server sizes to run")
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--prepare", default="0,-1", help="comma-separated OCRQ_PREPARE_PROCESSES values")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         pages_pdf(Path(tmp) / "pages.pdf", args.pages)
-        print(run(args, Path(tmp)))
+        render = mupdf_render_s_per_page(Path(tmp) / "pages.pdf", min(args.pages, 40))
+        print({"mupdf_grey_render_cpu_s_per_page": round(render, 4), "cores": os.cpu_count()})
+        for slots in [int(value) for value in args.slots.split(",")]:
+            for prepare in [int(value) for value in args.prepare.split(",")]:
+                case = argparse.Namespace(**vars(args) | {"slots": slots, "prepare": prepare})
+                result = run(case, Path(tmp))
+                result["feeder_cpu_over_render"] = round(result["feeder_cpu_s_per_page"] / render, 2)
+                print(result, flush=True)
 
 
 if __name__ == "__main__":

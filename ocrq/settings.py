@@ -84,6 +84,12 @@ class Settings(BaseSettings):
 
     page_workers: int = Field(0, ge=0)
     """In-process page workers; 0 means one per CPU core."""
+    prepare_processes: int = Field(-1, ge=-1)
+    """Processes that render and encode pages for a queue worker whose first engine is vLLM, so the
+    page threads only send bytes: -1 one per core, 0 render in the page threads (bench/vllm_feed.py)."""
+    prepare_dir: Path | None = None
+    """Where prepared pages wait for their request (one entry per page in flight); default
+    /dev/shm/ocrq-prepared (memory, not disk) when there is a /dev/shm, else the temp directory."""
 
     output_dir: Path = Path("results")
     output_markdown: bool = True
@@ -129,7 +135,8 @@ class Settings(BaseSettings):
     vllm_bind_host: str = "127.0.0.1"
     """Host address ``ocrq vllm up`` publishes the server's port on (0.0.0.0 for other GPU hosts)."""
     vllm_model_urls: dict[str, str] = Field(default_factory=dict)
-    """Per-model servers, JSON: ``{"qwen2-vl-2b": "http://gpu2:8011"}``; a job's model picks its server."""
+    """Per-model servers, JSON: ``{"qwen2-vl-2b": "http://gpu2:8011"}``; a job's model picks its server.
+    Several servers of one model, comma-separated (here or in ``vllm_url``), are balanced per page."""
     vllm_url: str | None = None
     """Base URL of an OpenAI-compatible vLLM server (``http://host:8000``); unset: no vLLM engine."""
     vllm_model: str = "dots.ocr"

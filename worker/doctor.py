@@ -87,8 +87,11 @@ def check_broker(settings: Settings) -> Check | None:
 
 def check_vllm(settings: Settings) -> list[Check]:
     """One line per configured server: OCRQ_VLLM_URL and each per-model URL."""
-    servers = dict.fromkeys([settings.vllm_url, *settings.vllm_model_urls.values()])
-    return [_check_vllm_server(settings, url) for url in servers if url]
+    from ocrq.worker.engines.vllm.balance import server_urls
+
+    values = [settings.vllm_url, *settings.vllm_model_urls.values()]
+    servers = dict.fromkeys(url for value in values for url in server_urls(value))
+    return [_check_vllm_server(settings, url) for url in servers]
 
 
 def _check_vllm_server(settings: Settings, url: str, name: str = "vllm", required: bool = True) -> Check:

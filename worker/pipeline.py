@@ -31,6 +31,7 @@ from ocrq.worker.engines.selection import build_chain
 from ocrq.worker.engines.text_layer import ENGINE_NAME, MODEL, LayerReading, read_text_layer, text_pictures
 from ocrq.worker.engines.text_layer_gate import AGREEMENT_NEEDED, REJECTED, layer_agreement
 from ocrq.worker.metrics import record_page, watch_chain
+from ocrq.worker.prepare.hook import PagePreparer, preparer_for
 
 OPEN_DOCUMENTS_PER_THREAD = 2
 HOLD_POLL_SECONDS = 0.5
@@ -104,11 +105,14 @@ class PagePipeline:
         limits: RenderLimits,
         task: PageTask | None = None,
         text_layer: str = "auto",
+        preparer: PagePreparer | None = None,
     ) -> None:
         self.store, self.chain, self.task = store, chain, task or PageTask()
         self.documents = OpenDocuments(limits)
         self.sleep: Callable[[float], None] = time.sleep
         self.text_layer = text_layer
+        self.preparer = preparer
+        """Renders and encodes in other processes (queue workers); None: in this thread."""
 
     def process(self, page_id: int, *, allow_retry: bool = False) -> PageOutcome:
         """OCR one page; safe to call again for the same page (a no-op once it is finished).
@@ -117,7 +121,7 @@ class PagePipeline:
         engines all failed retryably is put back instead of failed.
         """
         claim = self.store.claim_page(page_id)
-        if claim is None:
+        if claim is None:  # another thread may hold it, prepared entry and all: the sweep is for leftovers
             return PageOutcome(page_id, None)
         with log_context(document_id=claim.document_id, page=claim.index + 1, page_id=page_id):
             return self._process(claim, allow_retry)
@@ -128,9 +132,10 @@ class PagePipeline:
         _log_finish(finish)
         record_page(finish)
         if allow_retry and finish.error is not None and finish.error.retryable:
-            self.store.release_page(claim, finish.attempts)
+            self.store.release_page(claim, finish.attempts)  # its prepared entry waits for the retry
             return PageOutcome(page_id, None, retry=True)
         stored = self.store.finish_page(claim, finish)
+        self._forget_prepared(claim)
         status = PageStatus.FAILED if finish.error else PageStatus.DONE
         engine = finish.result.engine if finish.result else None
         return PageOutcome(page_id, status if stored else None, engine)
@@ -178,7 +183,7 @@ class PagePipeline:
             notes, attempts = list(reading.notes), [attempt]
         if document.needs_tiles(claim.index):
             return self._read_tiles(document, claim.index, notes, attempts, clock)
-        image, render_notes = document.render_with_notes(claim.index, self.chain.image_mode)
+        image, render_notes = self._render(document, claim)
         render_ms = _ms_since(clock)
         outcome = self._wait_for_primary(image, can_requeue)
         attempts = attempts + outcome.attempts
@@ -277,15 +282,37 @@ def _log_finish(finish: PageFinish) -> None:
     render_ms = round(finish.render_ms or 0)
     page_log.info("page finished", outcome=outcome, engine=engine, attempts=tried, render_ms=render_ms)
 
+    def _render(self, document: OpenedDocument, claim: PageClaim) -> tuple[Image.Image, list[PageNote]]:
+        """The page picture for the engines: from the preparation pool when there is one."""
+        if self.preparer is not None:
+            return self.preparer.page_image(claim), []
+        return document.render_with_notes(claim.index, self.chain.image_mode)
+
+    def _forget_prepared(self, claim: PageClaim) -> None:
+        if self.preparer is not None:
+            self.preparer.finished(claim)
+
 
 def _ms_since(clock: float) -> float:
     return (time.perf_counter() - clock) * 1000
 
 
 def pipeline_for(
-    settings: Settings, store: JobStore, chain_factory: Callable[[Settings], EngineChain] = build_chain
+    settings: Settings,
+    store: JobStore,
+    chain_factory: Callable[[Settings], EngineChain] = build_chain,
+    *,
+    prepare: bool = False,
 ) -> PagePipeline:
-    """A pipeline configured as ``settings`` say: engines, render limits, what to ask the engines."""
-    limits = RenderLimits.from_settings(settings)
-    task = PageTask(settings.prompt_mode)
-    return PagePipeline(store, watch_chain(chain_factory(settings)), limits, task, settings.text_layer)
+    """A pipeline configured as ``settings`` say: engines, render limits, what to ask the engines.
+
+    ``prepare`` (queue workers): pages are rendered and encoded in a process pool when
+    ``OCRQ_PREPARE_PROCESSES`` allows and the first engine is one that sends images to a server.
+    """
+    limits, task, chain = (
+        RenderLimits.from_settings(settings),
+        PageTask(settings.prompt_mode),
+        watch_chain(chain_factory(settings)),
+    )
+    preparer = preparer_for(settings, chain, limits, task) if prepare else None
+    return PagePipeline(store, chain, limits, task, settings.text_layer, preparer)

@@ -13,7 +13,7 @@ from functools import cached_property
 
 import structlog
 from celery import Task, current_app, shared_task
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_ready
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -95,7 +95,7 @@ class WorkerContext:
         key = settings.result_key()
         with self._lock:
             if key not in self._pipelines:
-                self._pipelines[key] = pipeline_for(settings, self.store)
+                self._pipelines[key] = pipeline_for(settings, self.store, prepare=True)
             pipeline, named = self._pipelines[key], job_id in self._primary_named
         if not named:  # the job's pages are meant for this chain's first engine (degraded otherwise)
             record_primary_engine(self.sessions, job_id, pipeline.chain.primary, settings.engines)
@@ -139,6 +139,17 @@ def context() -> WorkerContext:
             settings = getattr(current_app, "ocrq_settings", None) or build_settings()
             _context = WorkerContext(settings)
         return _context
+
+
+@worker_ready.connect
+def start_page_preparation(sender: object = None, **_: object) -> None:
+    """The page preparation pool spawns beside the worker's start, not in its first pages' time."""
+    from ocrq.worker.prepare.hook import start_early
+
+    consumer = getattr(sender, "task_consumer", None)
+    queues = {queue.name for queue in getattr(consumer, "queues", [])}
+    settings = context().settings
+    threading.Thread(target=start_early, args=(settings, queues), name="ocrq-prepare", daemon=True).start()
 
 
 @shared_task(name=TASK_INGEST, ignore_result=True)

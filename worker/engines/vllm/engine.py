@@ -24,6 +24,7 @@ from ocrq.errors import ConfigurationError, ContextTooLong, EngineUnavailable, M
 from ocrq.schemas import PageResult, PageTask
 from ocrq.settings import Settings
 from ocrq.worker.engines.ladder import Rung, Step, climb
+from ocrq.worker.engines.vllm.balance import BalancedClient, client_for
 from ocrq.worker.engines.vllm.client import ClientConfig, Completion, ContextOverflow, VllmClient
 from ocrq.worker.engines.vllm.request import (
     PreparedImage,
@@ -36,6 +37,7 @@ from ocrq.worker.engines.vllm.request import (
 )
 from ocrq.worker.models.registry import ModelSpec, Registry, bundled_registry
 from ocrq.worker.ocr_output.reading import Reading, page_result
+from ocrq.worker.prepare.entries import model_input_for
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ class VllmEngine:
     def __init__(
         self,
         spec: ModelSpec,
-        client: VllmClient,
+        client: VllmClient | BalancedClient,
         served_name: str | None = None,
         options: EngineOptions | None = None,
     ) -> None:
@@ -122,14 +124,15 @@ class VllmEngine:
         registry: Registry | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> VllmEngine:
-        """Unset URL: not configured here (the chain skips it). A wrong model: fail now, not per page."""
-        config = ClientConfig.from_settings(settings)
+        """Unset URL: not configured here (the chain skips it). A wrong model: fail now, not per page.
+        Several URLs (comma-separated) for the model: one client balancing over them."""
+        ClientConfig.from_settings(settings)  # refuses an unset URL before anything is built
         spec = (registry or bundled_registry()).get(settings.vllm_model)
         if spec.vllm is None:
             raise ConfigurationError(f"model {spec.key} cannot be served by vLLM (backends: {spec.backends})")
         engine = cls(
             spec,
-            VllmClient(config, transport),
+            client_for(settings, transport),
             settings.vllm_served_model_name,
             EngineOptions.from_settings(settings),
         )
@@ -208,9 +211,11 @@ class VllmEngine:
         )
 
     def _prepared(self, page: _Page, budget: int) -> PreparedImage:
-        """Ladder rungs resend the same pixels: resize and encode once per pixel budget."""
+        """Ladder rungs resend the same pixels: resize and encode once per pixel budget (or not at all
+        here, when a preparation process already did it for this render)."""
         if budget not in page.prepared_at:
-            page.prepared_at[budget] = prepare_image(page.image, self.spec, budget, page.choice.crop)
+            ready = None if page.choice.crop else model_input_for(page.image, self.spec.key, budget)
+            page.prepared_at[budget] = ready or prepare_image(page.image, self.spec, budget, page.choice.crop)
         return page.prepared_at[budget]
 
     def _send(self, page: _Page, prepared: PreparedImage, rung: Rung) -> Completion:

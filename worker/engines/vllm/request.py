@@ -19,6 +19,7 @@ from PIL import Image, ImageChops
 from ocrq.errors import InputError, PageRenderError
 from ocrq.schemas import PageTask, PromptMode
 from ocrq.worker.engines.ladder import Rung
+from ocrq.worker.engines.vllm.png import COLOUR_TYPES, encode_png
 from ocrq.worker.models.registry import ModelSpec
 from ocrq.worker.ocr_output.reading import Reading, read_grounding, read_layout, read_text
 from ocrq.worker.ocr_output.resize import Box, ResizePlan, plan_resize
@@ -130,10 +131,12 @@ def model_input(source: Image.Image, plan: ResizePlan) -> Image.Image:
 
 
 def encode_image(image: Image.Image, image_format: str) -> bytes:
-    """PNG (lossless, fast zlib) or JPEG; see bench/vllm_encoding.py for the measurements behind it."""
+    """PNG (lossless; grey and RGB through :mod:`.png`) or JPEG; bench/vllm_encoding.py measures them."""
     buffer = io.BytesIO()
     if image_format == "jpeg":
         image.save(buffer, "JPEG", quality=JPEG_QUALITY)
+    elif image.mode in COLOUR_TYPES:
+        return encode_png(image)
     else:
         image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()

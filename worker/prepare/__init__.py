@@ -1,0 +1,1 @@
+"""Page preparation (render + encode) in a pool of processes for queue workers; see :mod:`.pool`."""
