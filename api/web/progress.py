@@ -1,0 +1,153 @@
+"""Jobs as the page shows them: counts, pages per second and ETA, and a live stream of them (SSE).
+
+The counts are the REST read model's (:func:`ocrq.api.rest.queries.list_jobs`, filtered by the
+caller), so the page and the API never disagree. The rate counts only pages OCRed in this job:
+pages reused from an earlier run took no time and would make the rate and the ETA lie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ocrq.api.rest.queries import job_detail, list_jobs
+from ocrq.api.rest.schemas import JobPublic
+from ocrq.db.models import Document, Page
+from ocrq.jobs.access import Caller
+from ocrq.schemas import PageStatus
+
+STREAM_TICK_S = 1.0
+STREAM_LIFETIME_S = 300.0
+"""A stream ends after this; EventSource reconnects by itself, so no connection is held for ever."""
+KEEPALIVE_TICKS = 15
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    id: int
+    status: str
+    finished: bool
+    documents: int
+    total: int
+    done: int
+    failed: int
+    degraded: int | None
+    """Pages a fallback engine read, when the server counts them (None: this server does not)."""
+    rate: float | None
+    """Pages per second OCRed in this job (reused pages left out)."""
+    eta_s: float | None
+    created_at: str
+
+    @property
+    def percent(self) -> int:
+        return round(100 * (self.done + self.failed) / self.total) if self.total else 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Timing:
+    pages: int
+    first_start: datetime | None
+    last_finish: datetime | None
+
+
+def jobs_progress(
+    sessions: sessionmaker[Session], caller: Caller, limit: int = 50, offset: int = 0
+) -> tuple[list[JobProgress], int]:
+    jobs, count = list_jobs(sessions, caller, None, limit, offset)
+    timings = _timings(sessions, [job.id for job in jobs])
+    return [_progress(job, timings.get(job.id)) for job in jobs], count
+
+
+def job_progress(sessions: sessionmaker[Session], caller: Caller, job_id: int) -> JobProgress:
+    """One job, however old (404 when the caller may not see it)."""
+    job = job_detail(sessions, caller, job_id)
+    return _progress(job, _timings(sessions, [job_id]).get(job_id))
+
+
+def _timings(sessions: sessionmaker[Session], job_ids: list[int]) -> dict[int, _Timing]:
+    """One query for every listed job; the caller's filter was applied when the ids were chosen."""
+    if not job_ids:
+        return {}
+    with sessions() as session:
+        rows = session.execute(
+            select(
+                Document.job_id, func.count(Page.id), func.min(Page.started_at), func.max(Page.finished_at)
+            )
+            .join(Page, Page.document_id == Document.id)
+            .where(
+                Document.job_id.in_(job_ids),
+                Page.status.in_((PageStatus.DONE, PageStatus.FAILED)),
+                Page.reused.is_(False),
+            )
+            .group_by(Document.job_id)
+        )
+        return {job_id: _Timing(n, _utc(start), _utc(end)) for job_id, n, start, end in rows}
+
+
+def _progress(job: JobPublic, timing: _Timing | None) -> JobProgress:
+    pages = job.counts.pages
+    finished = job.finished_at is not None
+    rate = _rate(timing, finished)
+    remaining = max(0, pages.total - pages.done - pages.failed)
+    eta = remaining / rate if rate and not finished else None
+    return JobProgress(
+        id=job.id,
+        status=job.status,
+        finished=finished,
+        documents=sum(job.counts.documents.values()),
+        total=pages.total,
+        done=pages.done,
+        failed=pages.failed,
+        degraded=getattr(pages, "degraded", None),
+        rate=rate,
+        eta_s=eta,
+        created_at=job.created_at.isoformat(),
+    )
+
+
+def _rate(timing: _Timing | None, finished: bool) -> float | None:
+    if timing is None or timing.pages == 0 or timing.first_start is None:
+        return None
+    end = timing.last_finish if finished and timing.last_finish else datetime.now(UTC)
+    seconds = (end - timing.first_start).total_seconds()
+    return timing.pages / seconds if seconds > 0 else None
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def progress_events(
+    request: Request, sessions: sessionmaker[Session], caller: Caller, job_id: int | None
+) -> AsyncIterator[str]:
+    """Server-sent events: a ``jobs`` event whenever the caller's jobs change, comments to keep alive."""
+    last, ticks = "", 0
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + STREAM_LIFETIME_S
+    yield "retry: 2000\n\n"
+    while loop.time() < ends and not await request.is_disconnected():
+        jobs = await run_in_threadpool(_snapshot, sessions, caller, job_id)
+        snapshot = json.dumps([asdict(job) for job in jobs])
+        if snapshot != last:
+            last = snapshot
+            yield f"event: jobs\ndata: {snapshot}\n\n"
+        elif ticks % KEEPALIVE_TICKS == 0:
+            yield ": keepalive\n\n"
+        ticks += 1
+        await asyncio.sleep(STREAM_TICK_S)
+
+
+def _snapshot(sessions: sessionmaker[Session], caller: Caller, job_id: int | None) -> list[JobProgress]:
+    if job_id is not None:
+        return [job_progress(sessions, caller, job_id)]
+    return jobs_progress(sessions, caller)[0]

@@ -1,0 +1,55 @@
+"""A real uvicorn server for browser tests, and the headless Chromium that Debian installs.
+
+The app runs in a thread of the test process (its lifespan starts the embedded runner), on a
+loopback port of its own. Playwright drives the system's ``/usr/bin/chromium``; it never
+downloads a browser (``playwright install`` is not run anywhere).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+
+from ocrq.api.rest.app import create_app
+from ocrq.settings import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+PORTS = range(29000, 30000)
+"""This branch's ports (ocrq helpers share the machine)."""
+
+
+def spare_port() -> int:
+    for port in PORTS:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no spare port in 29000-29999")
+
+
+@contextmanager
+def served(settings: Settings) -> Iterator[str]:
+    """The ocrq app on a real uvicorn server; yields its base URL."""
+    port = spare_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
