@@ -68,7 +68,7 @@ def login_form(request: Request, next: str = "/") -> Response:
 async def login(
     request: Request,
     key: Annotated[str, Form()],
-    csrf: Annotated[str, Form()],
+    csrf: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",
 ) -> Response:
     check_same_origin(request)
@@ -95,7 +95,7 @@ def _local(target: str) -> str:
 
 
 @router.post("/logout")
-async def logout(session: PostDep, csrf: Annotated[str, Form()]) -> Response:
+async def logout(session: PostDep, csrf: Annotated[str, Form()] = "") -> Response:
     check_csrf(session.csrf, csrf)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -154,7 +154,9 @@ async def job_page(request: Request, job_id: JobId, session: SessionDep) -> Resp
 
 
 @router.post("/jobs/{job_id}/cancel")
-async def cancel(request: Request, job_id: JobId, session: PostDep, csrf: Annotated[str, Form()]) -> Response:
+async def cancel(
+    request: Request, job_id: JobId, session: PostDep, csrf: Annotated[str, Form()] = ""
+) -> Response:
     check_csrf(session.csrf, csrf)
     sessions = request.app.state.sessions
     progress = await run_in_threadpool(job_progress, sessions, session.caller, job_id)  # 404 if not theirs

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from fastapi import Request
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.api.rest.queries import job_detail, list_jobs
 from ocrq.api.rest.schemas import JobPublic
-from ocrq.db.models import Document, Page
+from ocrq.db.models import ApiKey, Document, Job, Page
 from ocrq.jobs.access import Caller
 from ocrq.schemas import PageStatus
 
@@ -45,6 +45,8 @@ class JobProgress:
     """Pages per second OCRed in this job (reused pages left out)."""
     eta_s: float | None
     created_at: str
+    owner: str | None = None
+    """The key that made the job (shown to admin keys; a tenant's jobs are all its own)."""
 
     @property
     def percent(self) -> int:
@@ -63,7 +65,20 @@ def jobs_progress(
 ) -> tuple[list[JobProgress], int]:
     jobs, count = list_jobs(sessions, caller, None, limit, offset)
     timings = _timings(sessions, [job.id for job in jobs])
-    return [_progress(job, timings.get(job.id)) for job in jobs], count
+    owners = _owners(sessions, [job.id for job in jobs]) if caller.is_admin else {}
+    shown = [_progress(job, timings.get(job.id)) for job in jobs]
+    return [replace(job, owner=owners.get(job.id)) for job in shown], count
+
+
+def _owners(sessions: sessionmaker[Session], job_ids: list[int]) -> dict[int, str]:
+    """Key names, or the origin (cli, inbox) for jobs no key made."""
+    with sessions() as session:
+        rows = session.execute(
+            select(Job.id, ApiKey.name, Job.origin)
+            .outerjoin(ApiKey, Job.api_key_id == ApiKey.id)
+            .where(Job.id.in_(job_ids))
+        )
+        return {job_id: name or f"({origin})" for job_id, name, origin in rows}
 
 
 def job_progress(sessions: sessionmaker[Session], caller: Caller, job_id: int) -> JobProgress:

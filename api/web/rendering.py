@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -41,7 +42,16 @@ def duration(seconds: float) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
+def age(iso: str) -> str:
+    """How long ago, from an ISO time: what a person scanning a job list wants to know."""
+    moment = datetime.fromisoformat(iso)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    seconds = (datetime.now(UTC) - moment).total_seconds()
+    return f"{duration(seconds)} ago" if seconds >= 1 else "just now"
+
+
 templates.env.filters["duration"] = duration
+templates.env.filters["age"] = age
 
 
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:

@@ -30,6 +30,7 @@ log = logging.getLogger("ocrq.api.web")
 CHART_MINUTES = 60
 CHART_WIDTH, CHART_HEIGHT = 600, 120
 RECENT_ATTEMPTS = 50
+RECENT_MINUTES = 5
 PING_TIMEOUT_S = 1.0
 
 
@@ -62,7 +63,10 @@ class SystemView:
     engines: list[EngineHealth] = field(default_factory=list)
     bars: list[Bar] = field(default_factory=list)
     pages_last_hour: int = 0
-    peak_per_minute: int = 0
+    peak_rate: float = 0.0
+    """Pages per second in the busiest minute."""
+    recent_rate: float = 0.0
+    """Pages per second over the last RECENT_MINUTES."""
     flower_url: str | None = None
 
 
@@ -143,7 +147,8 @@ def _fill_chart(view: SystemView, sessions: sessionmaker[Session], caller: Calle
         slot = int((moment - start).total_seconds() // 60)
         if 0 <= slot < CHART_MINUTES:
             counts[slot] += 1
-    view.pages_last_hour, view.peak_per_minute = sum(counts), max(counts)
+    view.pages_last_hour, view.peak_rate = sum(counts), max(counts) / 60
+    view.recent_rate = sum(counts[-RECENT_MINUTES:]) / (RECENT_MINUTES * 60)
     view.bars = _bars(counts, start)
 
 
