@@ -25,8 +25,10 @@ from ocrq.jobs.access import Caller
 from ocrq.schemas import PageStatus
 
 STREAM_TICK_S = 1.0
-STREAM_LIFETIME_S = 300.0
-"""A stream ends after this; EventSource reconnects by itself, so no connection is held for ever."""
+STREAM_LIFETIME_S = 15.0
+"""A stream ends after this and EventSource reconnects by itself (the first event repeats the state).
+Short because uvicorn waits for open responses when it stops: Ctrl-C on ``ocrq api`` must not hang
+on a browser tab left open (a REST long-poll holds it up to OCRQ_API_LONG_POLL_MAX_S the same way)."""
 KEEPALIVE_TICKS = 15
 
 
@@ -149,7 +151,7 @@ async def progress_events(
     last, ticks = "", 0
     loop = asyncio.get_running_loop()
     ends = loop.time() + STREAM_LIFETIME_S
-    yield "retry: 2000\n\n"
+    yield "retry: 1000\n\n"
     while loop.time() < ends and not await request.is_disconnected():
         jobs = await run_in_threadpool(_snapshot, sessions, caller, job_id)
         snapshot = json.dumps([asdict(job) for job in jobs])
