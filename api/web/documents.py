@@ -82,7 +82,10 @@ async def layout_picture(
 
 @router.get("/documents/{document_id}/download")
 async def document_download(
-    request: Request, document_id: DocumentId, session: SessionDep, format: Annotated[DocumentFormat, Query()]
+    request: Request,
+    document_id: DocumentId,
+    session: SessionDep,
+    format: Annotated[DocumentFormat, Query()] = "md",
 ) -> Response:
     state = request.app.state
     name = await run_in_threadpool(finished_document, state.sessions, session.caller, document_id)
@@ -100,7 +103,7 @@ async def job_download(
     request: Request,
     job_id: JobId,
     session: SessionDep,
-    format: Annotated[ResultFormat, Query()],
+    format: Annotated[ResultFormat, Query()] = "zip",
     outputs: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
     """The job's results; for ``zip``, the formats ticked in the form (default: the server's)."""

@@ -7,16 +7,17 @@ before a request body is read.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
 from ocrq.api.rest.queries import job_detail, list_documents
 from ocrq.api.rest.routes.common import JobId
 from ocrq.api.rest.security import authenticate, hash_key
-from ocrq.api.web.progress import job_progress, jobs_progress, progress_events
+from ocrq.api.web.progress import job_progress, jobs_progress, progress_events, snapshot
 from ocrq.api.web.rendering import WebRoute, page
 from ocrq.api.web.session import (
     LOGIN_COOKIE,
@@ -169,10 +170,14 @@ async def cancel(
 async def job_events(
     request: Request, session: SessionDep, job: Annotated[int | None, Query(ge=1)] = None
 ) -> Response:
-    """Live progress as server-sent events: every job on the list, or one job."""
+    """Live progress as server-sent events: every job on the list, or one job. A client that does not
+    ask for an event stream (``Accept: text/event-stream``, as EventSource does) gets one JSON snapshot."""
     sessions = request.app.state.sessions
     if job is not None:
         await run_in_threadpool(job_progress, sessions, session.caller, job)  # 404 before streaming
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        jobs = await run_in_threadpool(snapshot, sessions, session.caller, job)
+        return JSONResponse([asdict(one) for one in jobs], headers={"Cache-Control": "no-store"})
     stream = progress_events(request, sessions, session.caller, job)
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)

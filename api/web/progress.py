@@ -153,18 +153,18 @@ async def progress_events(
     ends = loop.time() + STREAM_LIFETIME_S
     yield "retry: 1000\n\n"
     while loop.time() < ends and not await request.is_disconnected():
-        jobs = await run_in_threadpool(_snapshot, sessions, caller, job_id)
-        snapshot = json.dumps([asdict(job) for job in jobs])
-        if snapshot != last:
-            last = snapshot
-            yield f"event: jobs\ndata: {snapshot}\n\n"
+        jobs = await run_in_threadpool(snapshot, sessions, caller, job_id)
+        state = json.dumps([asdict(job) for job in jobs])
+        if state != last:
+            last = state
+            yield f"event: jobs\ndata: {state}\n\n"
         elif ticks % KEEPALIVE_TICKS == 0:
             yield ": keepalive\n\n"
         ticks += 1
         await asyncio.sleep(STREAM_TICK_S)
 
 
-def _snapshot(sessions: sessionmaker[Session], caller: Caller, job_id: int | None) -> list[JobProgress]:
+def snapshot(sessions: sessionmaker[Session], caller: Caller, job_id: int | None) -> list[JobProgress]:
     if job_id is not None:
         return [job_progress(sessions, caller, job_id)]
     return jobs_progress(sessions, caller)[0]
