@@ -46,10 +46,11 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         output_dir=folder / "results",
         api_upload_dir=folder / "uploads",
         api_max_upload_bytes=MAX_UPLOAD,
+        api_path_roots=[folder / "server"],
         max_page_pixels=DOWNSCALED,
         page_workers=2,
     )
-    keys = {"alice": make_key(settings, "alice"), "bob": make_key(settings, "bob")}
+    keys = {name: make_key(settings, name) for name in ("alice", "bob", "carol")}
     keys["root"] = make_key(settings, "root", Role.ADMIN)
     artifacts = Path(os.environ.get("OCRQ_WEB_ARTIFACTS") or folder / "screenshots")
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -283,6 +284,43 @@ def test_another_tenant_sees_none_of_it(web: dict[str, Any], browser: Any, alice
     sign_in(admin, web, "root")
     row = admin.locator(f'[data-job-id="{alice_job["id"]}"]')
     assert row.locator(".owner").inner_text() == "alice", "an admin key sees every job and who made it"
+
+
+def test_cancel_from_the_job_page(web: dict[str, Any], browser: Any) -> None:
+    pdf = make_scan_pdf(web["folder"] / "thirty-pages.pdf", [ENGLISH] * 30)
+    response = httpx.post(
+        web["url"] + "/v1/jobs",
+        headers={"X-API-Key": web["keys"]["carol"]},
+        files=[("files", (pdf.name, pdf.read_bytes(), "application/pdf"))],
+        timeout=30,
+    )
+    job_id = response.json()["id"]
+    page = new_page(browser)
+    sign_in(page, web, "carol")
+    page.goto(f"{web['url']}/jobs/{job_id}")
+    page.get_by_role("button", name="Cancel job").click()
+    page.wait_for_url(f"**/jobs/{job_id}")
+    assert page.locator('[data-job-id] [data-field="status"]').inner_text() == "cancelled"
+    assert page.get_by_role("button", name="Cancel job").count() == 0
+    job = api(web, "carol", f"/v1/jobs/{job_id}")
+    assert job["status"] == "cancelled" and job["counts"]["pages"]["done"] < 30
+
+
+def test_a_job_over_files_already_on_the_server(web: dict[str, Any], browser: Any) -> None:
+    inbox = web["folder"] / "server" / "inbox"
+    inbox.mkdir(parents=True)
+    Image.open(io.BytesIO(scan_jpeg(ENGLISH))).save(inbox / "on-server.png")
+    page = new_page(browser)
+    sign_in(page, web, "carol")
+    page.goto(web["url"] + "/submit")
+    page.get_by_label("Paths, one per line").fill("inbox/on-server.png")
+    page.get_by_role("button", name="Start OCR").last.click()
+    page.wait_for_selector("text=Download the job's results", timeout=DONE_TIMEOUT_MS)
+    assert page.locator(".documents").inner_text().startswith("on-server.png")
+    page.goto(web["url"] + "/submit")
+    page.get_by_label("Paths, one per line").fill("/etc/passwd")
+    page.get_by_role("button", name="Start OCR").last.click()
+    assert "outside the allowed roots" in page.get_by_role("alert").inner_text()
 
 
 def test_a_wrong_key_is_refused_with_a_message(web: dict[str, Any], browser: Any) -> None:
