@@ -7,7 +7,7 @@ with the same status and message, and send a visitor without a session to the si
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ def error_page(request: Request, status: int, code: str, message: str) -> Respon
 class WebRoute(APIRoute):
     """An APIRoute whose errors become pages (or a redirect to sign in) instead of JSON."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -152,7 +153,7 @@ def _fill_chart(view: SystemView, sessions: sessionmaker[Session], caller: Calle
     view.bars = _bars(counts, start)
 
 
-def _finished_pages(sessions: sessionmaker[Session], caller: Caller, start: datetime) -> list[Any]:
+def _finished_pages(sessions: sessionmaker[Session], caller: Caller, start: datetime) -> Sequence[Any]:
     with sessions() as session:
         return session.execute(
             select(Page.finished_at)
