@@ -24,7 +24,7 @@ from ocrq.jobs.access import Role
 from ocrq.settings import build_settings
 from tests.api_support import make_key
 from tests.scans import ENGLISH, make_scan_pdf, scan_jpeg
-from tests.web_support import CHROMIUM, served
+from tests.web_support import CHROMIUM, api, new_page, served, sign_in
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the dev extra installs playwright")
 if not CHROMIUM.exists():
@@ -64,29 +64,6 @@ def browser() -> Iterator[Any]:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield chromium
         chromium.close()
-
-
-def new_page(browser: Any, width: int = 1280, height: int = 900, **options: Any) -> Any:
-    context = browser.new_context(
-        viewport={"width": width, "height": height}, accept_downloads=True, **options
-    )
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    return page
-
-
-def sign_in(page: Any, web: dict[str, Any], who: str) -> None:
-    page.goto(web["url"] + "/")
-    assert "/login" in page.url, "an anonymous visitor must be sent to sign in"
-    page.get_by_label("API key").fill(web["keys"][who])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(web["url"] + "/")
-
-
-def api(web: dict[str, Any], who: str, path: str) -> Any:
-    response = httpx.get(web["url"] + path, headers={"X-API-Key": web["keys"][who]}, timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def write_documents(folder: Path) -> list[Path]:

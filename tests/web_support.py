@@ -13,7 +13,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import uvicorn
 
 from ocrq.api.rest.app import create_app
@@ -53,3 +55,26 @@ def served(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def new_page(browser: Any, width: int = 1280, height: int = 900, **options: Any) -> Any:
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, accept_downloads=True, **options
+    )
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    return page
+
+
+def sign_in(page: Any, web: dict[str, Any], who: str) -> None:
+    page.goto(web["url"] + "/")
+    assert "/login" in page.url, "an anonymous visitor must be sent to sign in"
+    page.get_by_label("API key").fill(web["keys"][who])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(web["url"] + "/")
+
+
+def api(web: dict[str, Any], who: str, path: str) -> Any:
+    response = httpx.get(web["url"] + path, headers={"X-API-Key": web["keys"][who]}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
