@@ -40,14 +40,13 @@ function followJobs(source) {
     for (const job of JSON.parse(event.data)) {
       const element = document.querySelector('[data-job-id="' + job.id + '"]');
       if (!element) continue;
-      const wasFinished = element.dataset.finished === "true";
+      const wasFinished = element.dataset.finished === "true";  // as the server rendered it, then as streamed
       updateJob(element, job);
       element.dataset.finished = job.finished ? "true" : "false";
-      if (singleJob && job.finished && !wasFinished && element.dataset.seen) {
+      if (singleJob && job.finished && !wasFinished) {
         events.close();
         window.location.reload();  // the results and downloads appear once the job has ended
       }
-      element.dataset.seen = "true";
     }
   });
 }
