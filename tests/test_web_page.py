@@ -8,6 +8,7 @@ source, and with a sideways scan and a PDF page stored rotated. Screenshots are 
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -298,6 +299,31 @@ def test_a_job_over_files_already_on_the_server(web: dict[str, Any], browser: An
     page.get_by_label("Paths, one per line").fill("/etc/passwd")
     page.get_by_role("button", name="Start OCR").last.click()
     assert "outside the allowed roots" in page.get_by_role("alert").inner_text()
+
+
+def test_files_dropped_on_the_form_are_uploaded(web: dict[str, Any], browser: Any) -> None:
+    scan = io.BytesIO()
+    Image.open(io.BytesIO(scan_jpeg(ENGLISH))).save(scan, "PNG")
+    page = new_page(browser)
+    sign_in(page, web, "carol")
+    page.goto(web["url"] + "/submit")
+    dropped = page.evaluate_handle(
+        """(data) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            for (const name of ["dropped-1.png", "dropped-2.png"])
+                transfer.items.add(new File([bytes], name, {type: "image/png"}));
+            return transfer;
+        }""",
+        base64.b64encode(scan.getvalue()).decode(),
+    )
+    zone = page.locator(".drop").first
+    zone.dispatch_event("drop", {"dataTransfer": dropped})
+    assert zone.locator(".dropped").inner_text() == "2 file(s) ready: dropped-1.png, dropped-2.png"
+    page.get_by_role("button", name="Start OCR").first.click()
+    page.wait_for_selector("text=Download the job's results", timeout=DONE_TIMEOUT_MS)
+    names = page.locator(".documents > li strong").all_inner_texts()
+    assert names == ["dropped-1.png", "dropped-2.png"]
 
 
 def test_a_wrong_key_is_refused_with_a_message(web: dict[str, Any], browser: Any) -> None:

@@ -91,12 +91,53 @@ function setUpUpload(form) {
       error.focus();
     }
   });
-  form.querySelectorAll(".drop").forEach((zone) => {
-    zone.addEventListener("dragover", () => zone.classList.add("over"));
-    ["dragleave", "drop"].forEach((name) => zone.addEventListener(name, () => zone.classList.remove("over")));
-  });
+  form.querySelectorAll(".drop").forEach((zone) => setUpDropZone(zone, zone.querySelector('input[type="file"]')));
   error.tabIndex = -1;
 }
+
+// Files or folders dropped anywhere on a zone land in its file input (folders walked, like the picker).
+function setUpDropZone(zone, input) {
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", async (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    const files = await droppedFiles(event.dataTransfer);
+    const chosen = new DataTransfer();
+    files.forEach((file) => chosen.items.add(file));
+    input.files = chosen.files;
+    zone.querySelector(".dropped").textContent = files.length + " file(s) ready: " +
+      files.slice(0, 5).map((file) => file.name).join(", ") + (files.length > 5 ? ", …" : "");
+  });
+}
+
+async function droppedFiles(transfer) {
+  const entries = [...transfer.items].map((item) => [item.webkitGetAsEntry && item.webkitGetAsEntry(), item]);
+  const files = [];
+  for (const [entry, item] of entries) {
+    if (entry && entry.isDirectory) files.push(...(await folderFiles(entry)));
+    else if (item.kind === "file") files.push(item.getAsFile());
+  }
+  return files;
+}
+
+async function folderFiles(folder) {
+  const reader = folder.createReader(), files = [];
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (!batch.length) return files;
+    for (const entry of batch) {
+      if (entry.isDirectory) files.push(...(await folderFiles(entry)));
+      else files.push(await new Promise((resolve, reject) => entry.file(resolve, reject)));
+    }
+  }
+}
+
+// A file dropped beside the zones must not replace the page with the file.
+["dragover", "drop"].forEach((name) => window.addEventListener(name, (event) => event.preventDefault()));
 
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-live-url]").forEach(followJobs);
