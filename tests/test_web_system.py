@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import redis
 from fastapi.testclient import TestClient
 
 from ocrq.api.rest.app import create_app
 from ocrq.api.web.system import system_view
-from ocrq.db.models import Attempt, Document, Job, Page
+from ocrq.db.models import Attempt, Document, Job, Page, utcnow
 from ocrq.jobs.access import OPERATOR, Role
 from ocrq.settings import Settings
 from ocrq.worker.batch import open_database
-from tests.api_support import make_key
+from tests.api_support import Api, make_key
+from tests.factories import make_text_image
 
 
 def signed_in(client: TestClient, key: str) -> None:
@@ -73,3 +75,23 @@ def test_breakers_are_judged_from_the_recorded_attempts(make_settings: Callable[
     assert (health["vllm"].state, health["vllm"].trailing_failures) == ("open (judged)", 3)
     assert health["vllm"].last_error == "engine_unavailable"
     assert (health["tesseract"].state, health["tesseract"].trailing_failures) == ("closed", 0)
+
+
+def test_a_page_whose_upload_was_removed_shows_its_cells_without_a_picture(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(tesseract_langs="eng", api_upload_dir=tmp_path / "uploads")
+    key = make_key(settings, "dora")
+    make_text_image("Retention removed this upload").save(tmp_path / "gone.png")
+    with TestClient(create_app(settings)) as client:
+        api = Api(client, key, settings)
+        job = api.wait(api.upload(tmp_path / "gone.png").json()["id"])
+        (document,) = api.get(f"/v1/jobs/{job['id']}/documents").json()["data"]
+        _, sessions = open_database(settings)
+        with sessions.begin() as session:
+            session.get_one(Job, job["id"]).sources_removed_at = utcnow()
+        signed_in(client, key)
+        page = client.get(f"/documents/{document['id']}/pages/1")
+    assert page.status_code == 200
+    assert "deleted after the retention period" in page.text
+    assert "<image" not in page.text and page.text.count('class="cell ') >= 1

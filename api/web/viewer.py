@@ -59,6 +59,8 @@ class PageView:
     page: PagePublic
     cells: list[ViewCell]
     attempts: list[dict[str, Any]]
+    source_removed: bool = False
+    """The upload was deleted after OCRQ_API_UPLOAD_RETENTION_HOURS: cells and text, but no picture."""
 
 
 def page_view(sessions: sessionmaker[Session], caller: Caller, document_id: int, number: int) -> PageView:
@@ -67,7 +69,8 @@ def page_view(sessions: sessionmaker[Session], caller: Caller, document_id: int,
         document = get_visible_document(session, caller, document_id)
         attempts = _attempts(session, document_id, page.index, document)
         public = document_public(document)
-    return PageView(public, page, view_cells(page.cells), attempts)
+        removed = document.job.sources_removed_at is not None
+    return PageView(public, page, view_cells(page.cells), attempts, removed)
 
 
 def view_cells(cells: list[dict[str, Any]]) -> list[ViewCell]:
