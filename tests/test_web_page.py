@@ -130,6 +130,13 @@ def test_the_list_follows_a_running_job_without_reloading(web: dict[str, Any], b
     assert row.locator('[data-field="pages"]').inner_text() == "8 done · 0 failed of 8"
     assert row.locator("progress").get_attribute("value") == "8"
     api(web, "bob", f"/v1/jobs/{job_id}?wait=30")
+    page.goto(f"{web['url']}/jobs/{job_id}")
+    assert page.locator(".pages a.p-done").count() == 8, "page links show each page's status"
+    page.locator(".pages a").first.click()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url("**/pages/2")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_url("**/pages/1")
 
 
 @pytest.mark.parametrize("name", ["scan.png", "stored-rotated.pdf", "sideways.pdf"])

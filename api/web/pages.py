@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from ocrq.api.rest.queries import job_detail, list_documents
 from ocrq.api.rest.routes.common import JobId
 from ocrq.api.rest.security import authenticate, hash_key
-from ocrq.api.web.progress import job_progress, jobs_progress, progress_events, snapshot
+from ocrq.api.web.progress import job_progress, jobs_progress, page_statuses, progress_events, snapshot
 from ocrq.api.web.rendering import WebRoute, page
 from ocrq.api.web.session import (
     LOGIN_COOKIE,
@@ -141,6 +141,7 @@ async def job_page(request: Request, job_id: JobId, session: SessionDep) -> Resp
     detail = await run_in_threadpool(job_detail, sessions, caller, job_id)
     progress = await run_in_threadpool(job_progress, sessions, caller, job_id)
     documents, count = await run_in_threadpool(list_documents, sessions, caller, job_id, 500, 0)
+    statuses = await run_in_threadpool(page_statuses, sessions, caller, [d.id for d in documents])
     outputs = request.app.state.settings.outputs
     return page(
         request,
@@ -150,6 +151,7 @@ async def job_page(request: Request, job_id: JobId, session: SessionDep) -> Resp
         progress=progress,
         documents=documents,
         document_count=count,
+        page_statuses=statuses,
         outputs=outputs,
     )
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.api.rest.queries import job_detail, list_jobs
 from ocrq.api.rest.schemas import JobPublic
 from ocrq.db.models import ApiKey, Document, Job, Page
-from ocrq.jobs.access import Caller
+from ocrq.jobs.access import Caller, visible_jobs
 from ocrq.schemas import PageStatus
 
 STREAM_TICK_S = 1.0
@@ -87,6 +87,24 @@ def job_progress(sessions: sessionmaker[Session], caller: Caller, job_id: int) -
     """One job, however old (404 when the caller may not see it)."""
     job = job_detail(sessions, caller, job_id)
     return _progress(job, _timings(sessions, [job_id]).get(job_id))
+
+
+def page_statuses(
+    sessions: sessionmaker[Session], caller: Caller, document_ids: list[int]
+) -> dict[int, list[str]]:
+    """Each listed document's page statuses in page order (the job page colours its page links)."""
+    statuses: dict[int, list[str]] = {document_id: [] for document_id in document_ids}
+    with sessions() as session:
+        rows = session.execute(
+            select(Page.document_id, Page.status)
+            .join(Document, Page.document_id == Document.id)
+            .join(Job, Document.job_id == Job.id)
+            .where(Page.document_id.in_(document_ids), visible_jobs(caller))
+            .order_by(Page.document_id, Page.index)
+        )
+        for document_id, status in rows:
+            statuses[document_id].append(status)
+    return statuses
 
 
 def _timings(sessions: sessionmaker[Session], job_ids: list[int]) -> dict[int, _Timing]:

@@ -64,7 +64,15 @@ function chooseCell(link, focusPanel) {
   if (focusPanel) document.getElementById("cell-panel").focus({ preventScroll: window.innerWidth >= 900 });
 }
 
+// Left and right arrows turn pages in the viewer (not while typing, not with a modifier held).
+function pageKeys(event) {
+  if (event.altKey || event.ctrlKey || event.metaKey || event.target.closest("input, textarea, select")) return;
+  const link = document.querySelector(event.key === "ArrowLeft" ? 'a[rel="prev"]' : 'a[rel="next"]');
+  if (link && (event.key === "ArrowLeft" || event.key === "ArrowRight")) window.location.href = link.href;
+}
+
 function setUpViewer(svg) {
+  document.addEventListener("keydown", pageKeys);
   svg.querySelectorAll("a.cell").forEach((link) => {
     link.addEventListener("click", (event) => {
       event.preventDefault();
