@@ -423,6 +423,27 @@ def test_system_panel_counts_the_last_hour(web: dict[str, Any], browser: Any, al
     page.screenshot(path=web["artifacts"] / "system.png", full_page=True)
 
 
+def test_every_view_loads_under_its_policy_with_labelled_controls(
+    web: dict[str, Any], browser: Any, alice_job: Any
+) -> None:
+    page = new_page(browser)
+    complaints: list[str] = []
+    page.on("console", lambda message: complaints.append(message.text) if message.type == "error" else None)
+    sign_in(page, web, "alice")
+    document = alice_job["documents"]["scan.png"]["id"]
+    for path in ("/", "/submit", f"/jobs/{alice_job['id']}", f"/documents/{document}/pages/1", "/system"):
+        page.goto(web["url"] + path)
+        page.wait_for_load_state("networkidle")
+        unlabelled = page.evaluate(
+            """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+                .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                               && !(e.textContent || '').trim())
+                .map((e) => e.outerHTML)"""
+        )
+        assert unlabelled == [], f"{path}: controls without a label: {unlabelled}"
+    assert complaints == [], "the browser refused something (CSP) or failed to load it"
+
+
 def test_the_page_keeps_a_strict_policy(web: dict[str, Any], browser: Any, alice_job: Any) -> None:
     page = new_page(browser)
     sign_in(page, web, "alice")
