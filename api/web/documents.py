@@ -1,7 +1,7 @@
 """The page's routes for looking and taking: page viewer, page pictures, downloads, system panel.
 
-Downloads stream through the REST API's own producers, with the signed-in caller: the same
-formats, the same file names, the same 404 for another tenant's job or document.
+Downloads are the REST API's own handlers, called with the signed-in caller: the same formats,
+the same file names, the same 404 for another tenant's job or document, whatever they become.
 """
 
 from __future__ import annotations
@@ -10,20 +10,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
 
-from ocrq.api.rest.document_results import (
-    DOCUMENT_MEDIA_TYPES,
-    DocumentFormat,
-    download_name,
-    finished_document,
-    page_layout_png,
-    prepare_pdf,
-    stream_and_remove,
-    stream_document,
-)
-from ocrq.api.rest.queries import is_finished
-from ocrq.api.rest.results import MEDIA_TYPES, output_formats, stream_result
+from ocrq.api.rest.document_results import DocumentFormat
+from ocrq.api.rest.routes import documents as rest_documents
+from ocrq.api.rest.routes import jobs as rest_jobs
 from ocrq.api.rest.routes.common import MAX_ID, DocumentId, JobId
 from ocrq.api.rest.schemas import ResultFormat
 from ocrq.api.web.markdown import markdown_html
@@ -31,7 +21,6 @@ from ocrq.api.web.pages import SessionDep
 from ocrq.api.web.rendering import WebRoute, page
 from ocrq.api.web.system import CHART_HEIGHT, CHART_WIDTH, system_view
 from ocrq.api.web.viewer import page_picture_jpeg, page_view
-from ocrq.errors import JobNotFinished
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 PageNumber = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -74,10 +63,9 @@ async def layout_picture(
     request: Request, document_id: DocumentId, number: PageNumber, session: SessionDep
 ) -> Response:
     """The server's own layout drawing (as ``/v1/.../layout.png``), to keep or compare."""
-    png = await run_in_threadpool(
-        page_layout_png, request.app.state.sessions, session.caller, document_id, number
+    return await rest_documents.read_page_layout(
+        document_id, number, session.caller, request.app.state.sessions
     )
-    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
 
 
 @router.get("/documents/{document_id}/download")
@@ -87,15 +75,11 @@ async def document_download(
     session: SessionDep,
     format: Annotated[DocumentFormat, Query()] = "md",
 ) -> Response:
+    """Exactly ``GET /v1/documents/{id}/result`` for the signed-in caller."""
     state = request.app.state
-    name = await run_in_threadpool(finished_document, state.sessions, session.caller, document_id)
-    headers = {"Content-Disposition": f'attachment; filename="{download_name(name, format)}"'}
-    if format == "pdf":
-        path = await run_in_threadpool(prepare_pdf, state.sessions, state.settings, document_id)
-        body = stream_and_remove(path)
-    else:
-        body = stream_document(state.sessions, document_id, format)
-    return StreamingResponse(body, media_type=DOCUMENT_MEDIA_TYPES[format], headers=headers)
+    return await rest_documents.read_document_result(
+        document_id, session.caller, state.sessions, state.settings, format
+    )
 
 
 @router.get("/jobs/{job_id}/download")
@@ -106,16 +90,10 @@ async def job_download(
     format: Annotated[ResultFormat, Query()] = "zip",
     outputs: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
-    """The job's results; for ``zip``, the formats ticked in the form (default: the server's)."""
+    """Exactly ``GET /v1/jobs/{id}/result``; for ``zip``, the formats ticked in the form."""
     state = request.app.state
-    if not await run_in_threadpool(is_finished, state.sessions, session.caller, job_id):
-        raise JobNotFinished(f"job {job_id} has not finished; its results can be downloaded once it has")
-    settings = state.settings
-    if format == "zip" and outputs:
-        settings = settings.model_copy(update={"outputs": output_formats(",".join(outputs))})
-    headers = {"Content-Disposition": f'attachment; filename="job-{job_id}.{format}"'}
-    body = await run_in_threadpool(stream_result, state.sessions, settings, session.caller, job_id, format)
-    return StreamingResponse(body, media_type=MEDIA_TYPES[format], headers=headers)
+    chosen = ",".join(outputs) if outputs else None
+    return await rest_jobs.read_result(job_id, session.caller, state.sessions, state.settings, format, chosen)
 
 
 @router.get("/system")

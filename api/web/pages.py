@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
 from ocrq.api.rest.queries import job_detail, list_documents
+from ocrq.api.rest.routes import jobs as rest_jobs
 from ocrq.api.rest.routes.common import JobId
 from ocrq.api.rest.security import authenticate, hash_key
 from ocrq.api.web.progress import job_progress, jobs_progress, page_statuses, progress_events, snapshot
@@ -31,8 +32,7 @@ from ocrq.api.web.session import (
     signer,
 )
 from ocrq.api.web.submit import admit, offer, paths_submission, receive_upload_form
-from ocrq.errors import JobAlreadyFinished, Unauthorized
-from ocrq.jobs.store import JobStore
+from ocrq.errors import Unauthorized
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 JOBS_PER_PAGE = 50
@@ -160,11 +160,9 @@ async def job_page(request: Request, job_id: JobId, session: SessionDep) -> Resp
 async def cancel(
     request: Request, job_id: JobId, session: PostDep, csrf: Annotated[str, Form()] = ""
 ) -> Response:
+    """Exactly ``DELETE /v1/jobs/{id}`` for the signed-in caller (404 not theirs, 409 finished)."""
     check_csrf(session.csrf, csrf)
-    sessions = request.app.state.sessions
-    progress = await run_in_threadpool(job_progress, sessions, session.caller, job_id)  # 404 if not theirs
-    if progress.finished or not await run_in_threadpool(JobStore(sessions).cancel_job, job_id):
-        raise JobAlreadyFinished(f"job {job_id} has finished already")
+    await rest_jobs.cancel_job(job_id, session.caller, request.app.state.sessions)
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
