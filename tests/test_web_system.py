@@ -13,6 +13,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from ocrq.api.rest.app import create_app
+from ocrq.api.rest.security import revoke_key
 from ocrq.api.web.system import system_view
 from ocrq.db.models import Attempt, Document, Job, Page, utcnow
 from ocrq.jobs.access import OPERATOR, Role
@@ -95,3 +96,24 @@ def test_a_page_whose_upload_was_removed_shows_its_cells_without_a_picture(
     assert page.status_code == 200
     assert "deleted after the retention period" in page.text
     assert "<image" not in page.text and page.text.count('class="cell ') >= 1
+
+
+def test_revoking_the_key_ends_its_sessions_and_sign_out_ends_one(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    first, second = make_key(settings, "erin"), make_key(settings, "frank")
+    with TestClient(create_app(settings)) as client:
+        signed_in(client, first)
+        assert client.get("/", follow_redirects=False).status_code == 200
+        _, sessions = open_database(settings)
+        assert revoke_key(sessions, "erin")
+        gone = client.get("/", follow_redirects=False)
+        assert gone.status_code == 303 and gone.headers["location"] == "/login?next=/"
+        signed_in(client, second)
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text)
+        assert token is not None
+        assert (
+            client.post("/logout", data={"csrf": token.group(1)}, follow_redirects=False).status_code == 303
+        )
+        assert client.get("/", follow_redirects=False).status_code == 303
