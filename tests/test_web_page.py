@@ -289,6 +289,15 @@ def test_cancel_from_the_job_page(web: dict[str, Any], browser: Any) -> None:
     assert page.get_by_role("button", name="Cancel job").count() == 0
     job = api(web, "carol", f"/v1/jobs/{job_id}")
     assert job["status"] == "cancelled" and job["counts"]["pages"]["done"] < 30
+    page.goto(web["url"] + "/")
+    page.get_by_label("Show").select_option("cancelled")
+    page.get_by_role("button", name="Filter").click()
+    assert page.locator("[data-job-id]").all_inner_texts() and all(
+        status == "cancelled" for status in page.locator('[data-field="status"]').all_inner_texts()
+    )
+    page.get_by_label("Show").select_option("")
+    page.get_by_role("button", name="Filter").click()
+    assert page.url.endswith("/?status="), "every job again"
 
 
 def test_a_job_over_files_already_on_the_server(web: dict[str, Any], browser: Any) -> None:

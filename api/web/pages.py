@@ -32,7 +32,8 @@ from ocrq.api.web.session import (
     signer,
 )
 from ocrq.api.web.submit import admit, offer, paths_submission, receive_upload_form
-from ocrq.errors import Unauthorized
+from ocrq.errors import RequestError, Unauthorized
+from ocrq.schemas import JobStatus
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 JOBS_PER_PAGE = 50
@@ -105,13 +106,20 @@ async def logout(session: PostDep, csrf: Annotated[str, Form()] = "") -> Respons
 
 @router.get("/")
 async def jobs_page(
-    request: Request, session: SessionDep, offset: Annotated[int, Query(ge=0)] = 0
+    request: Request,
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status: Annotated[str, Query(description="A job status, or empty for every job")] = "",
 ) -> Response:
-    sessions = request.app.state.sessions
-    jobs, count = await run_in_threadpool(jobs_progress, sessions, session.caller, JOBS_PER_PAGE, offset)
-    return page(
-        request, "jobs.html", session=session, jobs=jobs, count=count, offset=offset, per_page=JOBS_PER_PAGE
+    statuses = [s.value for s in JobStatus]
+    if status and status not in statuses:
+        raise RequestError(f"status must be one of {', '.join(statuses)}")
+    sessions, per_page = request.app.state.sessions, JOBS_PER_PAGE
+    jobs, count = await run_in_threadpool(
+        jobs_progress, sessions, session.caller, per_page, offset, status or None
     )
+    context = {"jobs": jobs, "count": count, "offset": offset, "per_page": per_page, "statuses": statuses}
+    return page(request, "jobs.html", session=session, status=status, **context)
 
 
 @router.get("/submit")

@@ -63,9 +63,13 @@ class _Timing:
 
 
 def jobs_progress(
-    sessions: sessionmaker[Session], caller: Caller, limit: int = 50, offset: int = 0
+    sessions: sessionmaker[Session],
+    caller: Caller,
+    limit: int = 50,
+    offset: int = 0,
+    status: str | None = None,
 ) -> tuple[list[JobProgress], int]:
-    jobs, count = list_jobs(sessions, caller, None, limit, offset)
+    jobs, count = list_jobs(sessions, caller, status, limit, offset)
     timings = _timings(sessions, [job.id for job in jobs])
     owners = _owners(sessions, [job.id for job in jobs]) if caller.is_admin else {}
     shown = [_progress(job, timings.get(job.id)) for job in jobs]
