@@ -241,6 +241,14 @@ class Settings(BaseSettings):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    # --- web page (`/`, served by `ocrq api`) -----------------------------------------------
+    web_session_secret: SecretStr | None = None
+    """Signs the page's session cookies; unset: a random one per process (sign in again after a restart)."""
+    web_session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    """A sign-in lasts this long (the key itself stays valid until revoked)."""
+    flower_url: str | None = None
+    """Where users reach Flower (``http://host:5555``); the page's system panel links to it."""
+
     # --- end REST API ---------------------------------------------------------------
 
     @field_validator("outputs", mode="before")

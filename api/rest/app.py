@@ -31,6 +31,7 @@ from ocrq.api.rest.schemas import PathsJobCreate
 from ocrq.api.rest.submission import EmbeddedSubmitter, QueueSubmitter, Submitter
 from ocrq.api.rest.webhook_policy import Resolver, WebhookPolicy
 from ocrq.api.rest.webhooks import WebhookSender
+from ocrq.api.web import install_web
 from ocrq.redaction import install_log_redaction
 from ocrq.settings import Settings, build_settings
 from ocrq.worker.batch import open_database
@@ -110,6 +111,7 @@ def _include_routers(app: FastAPI) -> None:
     authenticated = [Depends(require_api_key)]
     app.include_router(jobs.router, prefix="/v1", dependencies=authenticated)
     app.include_router(documents.router, prefix="/v1", dependencies=authenticated)
+    install_web(app)  # the page under /, after /v1 so no page path can shadow the API
 
 
 def _openapi_with_request_schemas(app: FastAPI) -> Callable[[], dict[str, Any]]:
