@@ -45,6 +45,7 @@ def _settings(make_settings: Callable[..., Settings], server: FaultServer, grace
         engines=["vllm", "tesseract"], vllm_url=server.url, vllm_served_model_name="test-model",
         vllm_retries=0, prompt_mode="text_only", page_workers=2, tesseract_langs="eng",
         breaker_failures=2, breaker_reset_seconds=0.3, fallback_after_seconds=grace,
+        text_layer="off",  # the typed PDF stands in for a scan
     )  # fmt: skip
 
 
@@ -189,6 +190,7 @@ def _env(settings: Settings, server: FaultServer) -> dict[str, str]:
         "OCRQ_VLLM_RETRIES": "0",
         "OCRQ_PROMPT_MODE": "text_only",
         "OCRQ_TESSERACT_LANGS": "eng",
+        "OCRQ_TEXT_LAYER": "off",
         "OCRQ_FALLBACK_AFTER_SECONDS": str(settings.fallback_after_seconds),
     }
 

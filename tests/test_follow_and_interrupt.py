@@ -25,7 +25,12 @@ from tests.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.slow
 
-BASE_ENV = {"OCRQ_ENGINES": "tesseract", "OCRQ_TESSERACT_LANGS": "eng", "OCRQ_RENDER_DPI": "100"}
+BASE_ENV = {
+    "OCRQ_ENGINES": "tesseract",
+    "OCRQ_TESSERACT_LANGS": "eng",
+    "OCRQ_RENDER_DPI": "100",
+    "OCRQ_TEXT_LAYER": "off",  # the typed PDFs stand in for scans: OCR them page by page
+}
 
 
 def _pdf(folder: Path, pages: int) -> Path:

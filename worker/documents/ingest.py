@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Document, Job, Page
 from ocrq.errors import OcrqError, TooLarge
+from ocrq.jobs.degraded import EXACT_ENGINES
 from ocrq.jobs.store import JobStore
 from ocrq.schemas import DocumentStatus, DocumentType, PageStatus
 from ocrq.settings import Settings
@@ -145,7 +146,11 @@ def _earlier_results(session: Session, document: Document) -> dict[int, Page]:
             Document.result_key == document.result_key,
             Document.id != document.id,
             Page.status == PageStatus.DONE,
-            or_(Job.primary_engine.is_(None), Page.engine == Job.primary_engine),
+            or_(
+                Job.primary_engine.is_(None),
+                Page.engine == Job.primary_engine,
+                Page.engine.in_(EXACT_ENGINES),
+            ),
         )
         .order_by(Document.id.desc())
     )
