@@ -141,6 +141,16 @@ def test_wait_with_a_timeout_says_still_running_and_exits_4(
     assert not job_finished(_sessions(queue_env["OCRQ_DATABASE_URL"]), job_id)
 
 
+def test_wait_says_when_no_worker_consumes_the_job_queue(tmp_path: Path, queue_env: dict[str, str]) -> None:
+    folder = _pdf(tmp_path / "in", 1).parent
+    run = _start(["submit-batch", str(folder), "--wait", "--timeout", "15"], queue_env, tmp_path)  # no worker
+    _out, err = run.communicate(timeout=90)
+    said = " ".join(err.split())
+    assert run.returncode == 4, err
+    assert "no worker consumes the queue(s)" in said and "ocrq worker --role all" in said
+    assert said.count("no worker consumes") == 1
+
+
 def test_wait_rides_out_a_database_blip_while_the_workers_finish_the_job(
     tmp_path: Path, queue_env: dict[str, str]
 ) -> None:

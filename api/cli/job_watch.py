@@ -97,3 +97,32 @@ class JobWatch:
             lost = time.monotonic() - self.unreachable_since
             err_console.print(f"database reachable again after {lost:.0f} s")
         self.unreachable_since, self.delay = None, POLL_SECONDS
+
+
+FIRST_WORKER_CHECK_SECONDS = 5.0
+WORKER_CHECK_SECONDS = 30.0
+
+
+class WorkerCheck:
+    """Says once, in one line, when no worker consumes a queue the waiting job needs.
+
+    Without it ``--wait`` waits in silence for a worker that never started or
+    has died; the job itself stays queued and runs as soon as one starts.
+    """
+
+    def __init__(self, count: Callable[[str], int | None], queues: list[str]) -> None:
+        self.count, self.queues = count, queues
+        self.next_check = time.monotonic() + FIRST_WORKER_CHECK_SECONDS
+        self.said = False
+
+    def check(self) -> None:
+        if self.said or time.monotonic() < self.next_check:
+            return
+        self.next_check = time.monotonic() + WORKER_CHECK_SECONDS
+        idle = [queue for queue in self.queues if self.count(queue) == 0]  # None: could not ask
+        if idle:
+            self.said = True
+            err_console.print(
+                f"\nno worker consumes the queue(s) {', '.join(idle)}: the job waits until one starts "
+                "(`ocrq worker --role all`, or one worker per role: gpu, cpu)."
+            )

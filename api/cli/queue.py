@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.api.cli.console import PageProgressBar, print_summary
 from ocrq.api.cli.exits import EXIT_OK, OUTPUTS_HELP, err_console, exit_for, load_settings, or_exit
 from ocrq.api.cli.job_options import announce_queued, report
-from ocrq.api.cli.job_watch import JobWatch
+from ocrq.api.cli.job_watch import JobWatch, WorkerCheck
 from ocrq.api.cli.jobs import require_job
 from ocrq.logs import configure_logging, log_level
 from ocrq.settings import Settings
@@ -84,13 +84,22 @@ def follow(
     """
     from ocrq.worker.results.files import write_job_outputs
 
-    watch = JobWatch(sessions, job_id, timeout)
+    watch, workers = JobWatch(sessions, job_id, timeout), _worker_check(settings)
     with PageProgressBar(err_console) as bar:
         while not watch.finished(bar.update):
+            workers.check()
             watch.pause()
     batch = watch.retrying(lambda: write_job_outputs(sessions, job_id, out, settings))
     report(batch, str(out), as_json)
     exit_for(batch)
+
+
+def _worker_check(settings: Settings) -> WorkerCheck:
+    from ocrq.worker.queue.celery_app import create_app
+    from ocrq.worker.queue.consumers import queue_consumers
+
+    app = create_app(settings)
+    return WorkerCheck(lambda queue: queue_consumers(app, queue), [settings.cpu_queue, settings.gpu_queue])
 
 
 @click.command()
