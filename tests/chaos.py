@@ -99,6 +99,7 @@ def worker_env(plan: ChaosPlan, database_url: str, broker_url: str, engine_url: 
         "OCRQ_VLLM_READ_TIMEOUT": "60",
         "OCRQ_TESSERACT_LANGS": "eng",
         "OCRQ_RENDER_DPI": "60",
+        "OCRQ_TEXT_LAYER": "off",  # typed PDFs stand in for scans: every page goes to the engine
         "OCRQ_PAGE_LEASE_SECONDS": "6",
         "OCRQ_RECONCILE_INTERVAL": "5",
         "OCRQ_RECONCILE_GRACE": "5",
