@@ -273,15 +273,6 @@ class PagePipeline:
         )
         return reading, attempt
 
-
-def _log_finish(finish: PageFinish) -> None:
-    """One line per page: which engine, how long, or why it failed (ids come from log_context)."""
-    engine = finish.result.engine if finish.result else None
-    outcome = finish.error.code if finish.error else "done"
-    tried = ",".join(f"{attempt.engine}:{attempt.outcome}" for attempt in finish.attempts) or None
-    render_ms = round(finish.render_ms or 0)
-    page_log.info("page finished", outcome=outcome, engine=engine, attempts=tried, render_ms=render_ms)
-
     def _render(self, document: OpenedDocument, claim: PageClaim) -> tuple[Image.Image, list[PageNote]]:
         """The page picture for the engines: from the preparation pool when there is one."""
         if self.preparer is not None:
@@ -291,6 +282,15 @@ def _log_finish(finish: PageFinish) -> None:
     def _forget_prepared(self, claim: PageClaim) -> None:
         if self.preparer is not None:
             self.preparer.finished(claim)
+
+
+def _log_finish(finish: PageFinish) -> None:
+    """One line per page: which engine, how long, or why it failed (ids come from log_context)."""
+    engine = finish.result.engine if finish.result else None
+    outcome = finish.error.code if finish.error else "done"
+    tried = ",".join(f"{attempt.engine}:{attempt.outcome}" for attempt in finish.attempts) or None
+    render_ms = round(finish.render_ms or 0)
+    page_log.info("page finished", outcome=outcome, engine=engine, attempts=tried, render_ms=render_ms)
 
 
 def _ms_since(clock: float) -> float:
