@@ -1,5 +1,6 @@
-"""Which packages the distribution holds: the ``api/`` and ``worker/`` folders install as ``ocrq.api``
-and ``ocrq.worker``, so nothing named plain ``api`` or ``worker`` lands in site-packages.
+"""Which packages the distribution holds: the ``api/``, ``worker/`` and ``alembic/`` folders install as
+``ocrq.api``, ``ocrq.worker`` and ``ocrq.alembic``, so nothing named plain ``api``, ``worker`` or
+``alembic`` lands in site-packages, and a wheel carries its migrations.
 
 pyproject's ``packages.find`` cannot put a prefix on the packages it finds, so the list is made here;
 everything else about the distribution is in pyproject.toml.
@@ -16,4 +17,8 @@ def packages() -> list[str]:
     return kernel + [f"ocrq.{name}" for name in wings]
 
 
-setup(packages=packages(), package_dir={f"ocrq.{wing}": wing for wing in WINGS})
+FOLDERS = {f"ocrq.{wing}": wing for wing in WINGS} | {"ocrq.alembic": "alembic"}
+MIGRATIONS = ["ocrq.alembic", "ocrq.alembic.versions"]
+"""``alembic/`` has no ``__init__.py`` (it would shadow the alembic library), so it is listed by name."""
+
+setup(packages=packages() + MIGRATIONS, package_dir=FOLDERS)

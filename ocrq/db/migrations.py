@@ -1,7 +1,14 @@
-"""Apply and inspect Alembic migrations from code (``ocrq db upgrade``, first use of SQLite)."""
+"""Apply and inspect Alembic migrations from code (``ocrq db upgrade``, first use of SQLite).
+
+The migrations are package data: the top-level ``alembic/`` folder installs as ``ocrq/alembic`` (see
+setup.py), so a wheel installed anywhere can migrate its database without a source checkout or an
+``alembic.ini``. The Alembic config is therefore built here in code; ``alembic.ini`` only serves people
+who run the ``alembic`` command from the repository root.
+"""
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from alembic.config import Config
@@ -12,14 +19,26 @@ from sqlalchemy import Engine
 from alembic import command
 from ocrq.errors import ConfigurationError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+CHECKOUT_MIGRATIONS = Path(__file__).resolve().parents[2] / "alembic"
+"""The source tree's folder, used by an editable install: setuptools' editable finder cannot map a folder
+without ``__init__.py``, and ``alembic/`` must have none (it would shadow the ``alembic`` library for
+anything run from the repository root)."""
+
+
+def script_location() -> Path:
+    """The folder holding ``env.py``, ``script.py.mako`` and ``versions/``: packaged, else the checkout's."""
+    packaged = files("ocrq") / "alembic"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    if CHECKOUT_MIGRATIONS.is_dir():
+        return CHECKOUT_MIGRATIONS
+    raise ConfigurationError(f"ocrq's migrations are missing (neither {packaged} nor {CHECKOUT_MIGRATIONS})")
 
 
 def alembic_config(database_url: str) -> Config:
-    ini = REPO_ROOT / "alembic.ini"
-    if not ini.exists():
-        raise ConfigurationError(f"migrations not found at {ini}; install ocrq from its source tree")
-    config = Config(str(ini))
+    config = Config()
+    config.set_main_option("script_location", str(script_location()).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
 

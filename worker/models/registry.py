@@ -11,6 +11,7 @@ import json
 import re
 import tomllib
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ocrq.errors import ConfigurationError
 from ocrq.schemas import PromptMode
 
-REGISTRY_PATH = Path(__file__).with_name("registry.toml")
+REGISTRY_PATH = Path(str(files("ocrq.worker.models") / "registry.toml"))
+"""Package data: installed next to this module by the wheel (pyproject's package-data)."""
 _SPECIFIER = re.compile(
     r"^(\s*(==|!=|<=|>=|<|>|~=|===)\s*[0-9][0-9A-Za-z.+*-]*\s*)(,\s*(==|!=|<=|>=|<|>|~=)\s*[0-9][0-9A-Za-z.+*-]*\s*)*$"
 )
