@@ -32,7 +32,8 @@ QUIET = ("alembic", "fontTools", "pikepdf")
 def log_level(default: str = "warning") -> int:
     """``OCRQ_LOG_LEVEL`` when it names a level, else ``default`` (a bad value is reported by settings)."""
     wanted = os.environ.get("OCRQ_LOG_LEVEL", "").strip().lower()
-    return getattr(logging, (wanted if wanted in LEVELS else default).upper())
+    level: int = getattr(logging, (wanted if wanted in LEVELS else default).upper())
+    return level
 
 
 def log_format() -> str:

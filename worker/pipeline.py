@@ -196,7 +196,7 @@ class PagePipeline:
 
     def _read_tiles(
         self,
-        document: PdfDocument,
+        document: OpenedDocument,
         index: int,
         notes: list[PageNote],
         attempts: list[AttemptRecord],

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any, cast
 
 from celery import Celery
 from sqlalchemy import select
@@ -40,7 +41,7 @@ class RedoPlan:
     page_ids: list[int]
     queue: str | None
     """The job's page queue; None for an embedded job (redone here)."""
-    job_settings: dict[str, object]
+    job_settings: dict[str, Any]
 
 
 def plan_redo(sessions: sessionmaker[Session], job_id: int) -> RedoPlan:
@@ -97,7 +98,9 @@ def _redo_target(session: Session, page_id: int) -> tuple[str, PageClaim] | None
     if row is None:
         return None
     primary, document_id, index, path, detected_type = row
-    return primary, PageClaim(page_id, document_id, index, Path(path), DocumentType(detected_type))
+    # Nullable columns, never NULL here: is_degraded() needs a primary engine; a paged document has a type.
+    claim = PageClaim(page_id, document_id, index, Path(path), DocumentType(cast("str", detected_type)))
+    return cast("str", primary), claim
 
 
 def redo_here(

@@ -121,8 +121,16 @@ def submit_batch(
     out = out_dir or settings.output_dir
     sources = find_sources(settings, list(paths), out)
     if not settings.embedded:
-        queue_options = {"force": force, "wait": wait, "timeout": timeout, "priority": priority}
-        submit_to_queue(settings, sources, out, **queue_options, as_json=as_json)
+        submit_to_queue(
+            settings,
+            sources,
+            out,
+            force=force,
+            wait=wait,
+            timeout=timeout,
+            priority=priority,
+            as_json=as_json,
+        )
         return
     batch = _run_here(settings, sources, out, force)
     report(batch, str(out), as_json)

@@ -68,7 +68,7 @@ def or_exit(action: Callable[[], T]) -> T:
 def _known_or_internal(error: Exception) -> NoReturn:
     settings = _current_settings()
     found = known_failure(
-        error, settings and settings.database_url, settings.broker_url if settings else None
+        error, settings.database_url if settings else None, settings.broker_url if settings else None
     )
     log = logging.getLogger("ocrq")
     if found is None:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import ApiKey, utcnow
+from ocrq.db.session import rows_changed
 from ocrq.errors import RequestError, Unauthorized
 from ocrq.jobs.access import Caller, Role
 
@@ -64,11 +65,12 @@ def revoke_key(sessions: sessionmaker[Session], name: str) -> bool:
     """False when no active key has that name."""
     with sessions.begin() as session:
         return bool(
-            session.execute(
+            rows_changed(
+                session,
                 update(ApiKey)
                 .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            ).rowcount
+                .values(revoked_at=utcnow()),
+            )
         )
 
 

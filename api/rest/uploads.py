@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import anyio
 from python_multipart.exceptions import FormParserError
@@ -23,6 +23,9 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ocrq.errors import PathNotAllowed, RequestError, SourceMissing, TooLarge
 from ocrq.worker.documents.sources import SourceFile, walk_sources
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 FIELD_LIMIT_BYTES = 64 * 1024
 """Non-file form fields (the options JSON) are small; anything bigger is refused."""
@@ -97,7 +100,7 @@ class MultipartUpload:
             self._close()
         return self.form
 
-    def _callbacks(self) -> dict[str, object]:
+    def _callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": lambda data, start, end: self._add_header_name(data[start:end]),

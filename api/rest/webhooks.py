@@ -30,6 +30,7 @@ from standardwebhooks import Webhook
 from ocrq.api.rest.queries import job_detail
 from ocrq.api.rest.webhook_policy import CallbackTarget, WebhookPolicy
 from ocrq.db.models import Job, WebhookDelivery, utcnow
+from ocrq.db.session import rows_changed
 from ocrq.errors import CallbackNotAllowed
 from ocrq.jobs.access import OPERATOR
 from ocrq.jobs.retention import remove_expired_uploads
@@ -123,15 +124,16 @@ class WebhookSender:
         lease = timedelta(seconds=self.settings.api_webhook_timeout_s + CLAIM_MARGIN_S)
         with self.sessions.begin() as session:
             return bool(
-                session.execute(
+                rows_changed(
+                    session,
                     update(Job)
                     .where(
                         Job.id == job_id,
                         Job.webhook_status.in_(("pending", "sending")),
                         Job.webhook_due_at <= now,
                     )
-                    .values(webhook_status="sending", webhook_due_at=now + lease)
-                ).rowcount
+                    .values(webhook_status="sending", webhook_due_at=now + lease),
+                )
             )
 
     def _deliver(self, job_id: int) -> None:

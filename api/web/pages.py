@@ -8,7 +8,7 @@ before a request body is read.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -118,7 +118,13 @@ async def jobs_page(
     jobs, count = await run_in_threadpool(
         jobs_progress, sessions, session.caller, per_page, offset, status or None
     )
-    context = {"jobs": jobs, "count": count, "offset": offset, "per_page": per_page, "statuses": statuses}
+    context: dict[str, Any] = {
+        "jobs": jobs,
+        "count": count,
+        "offset": offset,
+        "per_page": per_page,
+        "statuses": statuses,
+    }
     return page(request, "jobs.html", session=session, status=status, **context)
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, and_, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Attempt, Document, Job, Page, utcnow
+from ocrq.db.session import rows_changed
 from ocrq.schemas import PageResult, PageStatus
 
 
@@ -100,11 +101,12 @@ def replace_degraded_result(
             return False
         primary = select(Job.primary_engine).join(Document).where(Document.id == Page.document_id)
         still_degraded = Page.engine != primary.scalar_subquery()
-        changed = session.execute(
+        changed = rows_changed(
+            session,
             update(Page)
             .where(Page.id == page_id, Page.status == PageStatus.DONE, still_degraded)
-            .values(**_result_values(result))
-        ).rowcount
+            .values(**_result_values(result)),
+        )
         return bool(changed)
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, Connection, Update, and_, case, func, inse
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import Attempt, Document, Job, Page, utcnow
+from ocrq.db.session import rows_changed
 from ocrq.errors import OcrqError
 from ocrq.schemas import DocumentStatus, DocumentType, JobStatus, PageResult, PageStatus
 from ocrq.worker.engines.chain import AttemptRecord
@@ -83,19 +84,20 @@ class JobStore:
         """
         with self.sessions.begin() as session:
             connection = session.connection()
-            page = connection.execute(self._claim_statement(page_id)).first()
-            if page is None:
+            claimed = connection.execute(self._claim_statement(page_id)).first()
+            if claimed is None:
                 return None
+            document_id, index = claimed  # not claimed.index: that is also the name of tuple.index
             document = connection.execute(
                 select(Document.path, Document.detected_type, Document.status, Document.job_id).where(
-                    Document.id == page.document_id
+                    Document.id == document_id
                 )
             ).one()
             if document.status == DocumentStatus.QUEUED:
-                _start_document(connection, page.document_id, document.job_id)
+                _start_document(connection, document_id, document.job_id)
             doc_type = DocumentType(document.detected_type)
             self._hold(page_id)
-            return PageClaim(page_id, page.document_id, page.index, Path(document.path), doc_type)
+            return PageClaim(page_id, document_id, index, Path(document.path), doc_type)
 
     def _claim_statement(self, page_id: int) -> Update:
         now = utcnow()
@@ -124,11 +126,12 @@ class JobStore:
         if not held:
             return 0
         with self.sessions.begin() as session:
-            return session.execute(
+            return rows_changed(
+                session,
                 update(Page)
                 .where(Page.id.in_(held), Page.status == PageStatus.RUNNING)
-                .values(lease_expires_at=utcnow() + self.lease)
-            ).rowcount
+                .values(lease_expires_at=utcnow() + self.lease),
+            )
 
     def forget(self, page_id: int) -> None:
         """Stop renewing a page's lease (finished, put back, or its task died)."""
@@ -196,11 +199,12 @@ class JobStore:
     def cancel_job(self, job_id: int) -> bool:
         """Queued pages and unfinished documents are cancelled; running pages still finish and count."""
         with self.sessions.begin() as session:
-            cancelled = session.execute(
+            cancelled = rows_changed(
+                session,
                 update(Job)
                 .where(Job.id == job_id, Job.finished_at.is_(None))
-                .values(status=JobStatus.CANCELLED, finished_at=utcnow())
-            ).rowcount
+                .values(status=JobStatus.CANCELLED, finished_at=utcnow()),
+            )
             if not cancelled:
                 return False
             documents = select(Document.id).where(Document.job_id == job_id)
@@ -229,11 +233,12 @@ class JobStore:
                 .values(status=PageStatus.QUEUED, started_at=None, lease_expires_at=None)
             )
             return bool(
-                session.execute(
+                rows_changed(
+                    session,
                     update(Job)
                     .where(Job.id == job_id, Job.finished_at.is_(None))
-                    .values(status=JobStatus.INTERRUPTED, finished_at=utcnow())
-                ).rowcount
+                    .values(status=JobStatus.INTERRUPTED, finished_at=utcnow()),
+                )
             )
 
     def fail_open_documents(self, job_id: int, error: OcrqError) -> None:
@@ -258,7 +263,7 @@ class JobStore:
             self._finalize_job_of(session, document_id)
 
     def _finalize_job_of(self, session: Session, document_id: int) -> None:
-        job_id = session.scalar(select(Document.job_id).where(Document.id == document_id))
+        job_id = session.scalars(select(Document.job_id).where(Document.id == document_id)).one()
         finalize_job(session, job_id)
 
 
@@ -325,15 +330,16 @@ def _finalize_document(session: Session, document_id: int) -> bool:
         else_=DocumentStatus.PARTIAL.value,
     )
     return bool(
-        session.execute(
+        rows_changed(
+            session,
             update(Document)
             .where(
                 Document.id == document_id,
                 Document.status.not_in(FINISHED_DOCUMENT),
                 Document.pages_done + Document.pages_failed >= Document.page_count,
             )
-            .values(status=status, finished_at=utcnow())
-        ).rowcount
+            .values(status=status, finished_at=utcnow()),
+        )
     )
 
 
@@ -406,11 +412,12 @@ def finalize_job(session: Session, job_id: int) -> bool:
     if any(status not in FINISHED_DOCUMENT for status in counts):
         return False
     return bool(
-        session.execute(
+        rows_changed(
+            session,
             update(Job)
             .where(Job.id == job_id, Job.finished_at.is_(None))
-            .values(status=_job_status(counts), finished_at=utcnow())
-        ).rowcount
+            .values(status=_job_status(counts), finished_at=utcnow()),
+        )
     )
 
 

@@ -6,6 +6,7 @@ Split from :mod:`ocrq.worker.documents.render` (which opens documents); these on
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from PIL import Image, ImageFile, ImageOps
 
@@ -64,7 +65,7 @@ def _on_white(image: Image.Image) -> Image.Image:
 def _scaled_to_grey(image: Image.Image) -> Image.Image:
     """16-bit and float pixels mapped onto 0-255 by their range; Pillow's convert clips them to white."""
     wide = image.convert("F")
-    low, high = wide.getextrema()
+    low, high = cast("tuple[float, float]", wide.getextrema())  # one band ("F"): its (min, max)
     low, high = min(float(low), 0.0), max(float(high), 255.0)
     if (low, high) == (0.0, 255.0):
         return wide.convert("L")

@@ -161,7 +161,8 @@ def parse_registry(document: dict[str, Any], source: str = "registry") -> Regist
     """Validate a registry document; the table key becomes each model's ``key``."""
     models = document.get("models", {})
     try:
-        return Registry(models={key: {"key": key, **table} for key, table in models.items()})
+        tables = {key: {"key": key, **table} for key, table in models.items()}
+        return Registry.model_validate({"models": tables})
     except (ValidationError, TypeError) as error:
         raise ConfigurationError(f"invalid model registry {source}: {error}") from error
 

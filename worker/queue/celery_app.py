@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         raise ConfigurationError("OCRQ_BROKER_URL is not set: Celery needs a broker (redis://…)")
     app = Celery("ocrq", include=["ocrq.worker.queue.tasks"])
     app.conf.update(celery_config(settings))
-    app.ocrq_settings = settings  # type: ignore[attr-defined]
+    app.ocrq_settings = settings
     return app
 
 

@@ -54,7 +54,7 @@ async def read_page(
 @router.get(
     "/documents/{document_id}/result",
     response_class=StreamingResponse,
-    responses={200: {"content": {t: {} for t in DOCUMENT_MEDIA_TYPES.values()}}} | error_responses(409),
+    responses={200: {"content": {t: {} for t in DOCUMENT_MEDIA_TYPES.values()}}, **error_responses(409)},
 )
 async def read_document_result(
     document_id: DocumentId,
@@ -77,7 +77,7 @@ async def read_document_result(
 @router.get(
     "/documents/{document_id}/pages/{number}/layout.png",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}} | error_responses(409),
+    responses={200: {"content": {"image/png": {}}}, **error_responses(409)},
 )
 async def read_page_layout(
     document_id: DocumentId, number: PageNumber, caller: CallerDep, sessions: SessionsDep

@@ -20,7 +20,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def _watch(host_ref: weakref.ref[ModelHost[object]], stop: threading.Event, poll
         del host
 
 
-def _evict_others(keep: ModelHost[object]) -> None:
+def _evict_others(keep: ModelHost[Any]) -> None:
     """One resident model per process: loading this host's model releases any other host's."""
     with _resident_lock:
         for host in list(_hosts):

@@ -58,7 +58,9 @@ def page_of(request: ChatRequest) -> tuple[str, str]:
     texts: list[str] = []
     for message in request.messages:
         content = message.get("content")
-        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        parts: list[dict[str, Any]] = (
+            [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        )
         for part in parts:
             if part.get("type") == "image_url":
                 images.append(str((part.get("image_url") or {}).get("url", "")))

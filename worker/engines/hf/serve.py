@@ -113,7 +113,7 @@ def create_app(pool: ModelPool, api_key: str | None = None, max_body_bytes: int 
     """The server around ``pool``; ``api_key`` (vLLM's ``--api-key``) guards every route but the probes."""
     app = FastAPI(title="ocrq serve-hf", docs_url=None, redoc_url=None)
     metrics = CollectorRegistry(auto_describe=False)
-    metrics.register(LoadCollector(pool))  # type: ignore[arg-type]
+    metrics.register(LoadCollector(pool))
     _guards(app, api_key, max_body_bytes)
     _routes(app, pool, metrics)
     return app

@@ -60,6 +60,14 @@ class BalancedClient:
     def health(self) -> bool:
         return any(client.health() for client in self.clients)
 
+    def models_answer(self) -> int | None:
+        """The servers' statuses for ``/v1/models`` as one: a refusal (not 200 or 503) if any server
+        refuses, since one wrong URL among them must stop the start as it does alone; else any
+        answer; None when no server answers."""
+        answers = [status for client in self.clients if (status := client.models_answer()) is not None]
+        refusals = [status for status in answers if status not in (200, 503)]
+        return refusals[0] if refusals else (answers[0] if answers else None)
+
     def served_models(self) -> dict[str, int | None]:
         """What the servers serve, together (a server that cannot say adds nothing)."""
         served: dict[str, int | None] = {}

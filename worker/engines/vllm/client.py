@@ -160,7 +160,7 @@ def completion_from(body: object) -> Completion:
     try:
         choice = body["choices"][0]  # type: ignore[index]
         content = choice["message"].get("content") or ""
-        usage = body.get("usage") or {}  # type: ignore[union-attr]
+        usage = body.get("usage") or {}  # type: ignore[attr-defined]  # any JSON; a bad shape is caught below
     except (KeyError, IndexError, TypeError, AttributeError) as error:
         raise EngineFailed(f"vLLM answered without a usable choice: {str(body)[:300]}") from error
     return Completion(
