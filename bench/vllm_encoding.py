@@ -4,7 +4,7 @@ Renders real PDF pages at 200 DPI the way the pipeline does, resizes them with t
 for a model (dots.ocr by default), then encodes each page as PNG (zlib levels 1 and 6) and JPEG
 (quality 90 and 95), in RGB and in greyscale, and prints milliseconds and kilobytes (base64 adds a
 third on the wire). Figures only; nothing is asserted. The chosen defaults live in
-``worker/engines/vllm_request.py`` and the registry's ``image_format``.
+``worker/engines/vllm/request.py`` and the registry's ``image_format``.
 
     .venv/bin/python -m bench.vllm_encoding [--corpus ../shared/corpus] [--model dots.ocr] [--repeat 3]
 """

@@ -47,7 +47,8 @@ class Settings(BaseSettings):
 
     render_dpi: int = Field(200, ge=36, le=1200)
     max_page_pixels: int = Field(40_000_000, ge=100_000)
-    """Pages larger than this are downscaled before OCR."""
+    """Pages over this many pixels at the render DPI: a PDF page is read in overlapping tiles, an image
+    is downscaled (README, "What goes in")."""
     max_source_pixels: int = Field(200_000_000, ge=1_000_000)
     """Images whose header declares more pixels are refused without decoding (bombs)."""
     max_file_bytes: int = Field(2 * 1024**3, ge=1)
@@ -145,11 +146,11 @@ class Settings(BaseSettings):
     """Overrides the registry's served name, for servers started with their own ``--served-model-name``."""
     vllm_api_key: SecretStr | None = None
     vllm_max_in_flight: int = Field(32, ge=1, le=1024)
+    """Requests in flight to the server at once; also sizes the page worker pool."""
     vllm_adapt_every_s: float = Field(5.0, ge=0)
     """Read the server's queue this often and move the in-flight cap under the maximum (0: fixed cap)."""
     vllm_target_waiting: int = Field(4, ge=0)
     """Requests allowed to wait inside vLLM before this worker sends fewer."""
-    """Requests in flight to the server at once; also sizes the page worker pool."""
     vllm_connect_timeout: float = Field(5.0, gt=0)
     vllm_read_timeout: float = Field(600.0, gt=0)
     """One page's generation, queueing included: a dots.ocr page under load takes tens of seconds."""
@@ -162,9 +163,9 @@ class Settings(BaseSettings):
     vllm_downscale_retries: int = Field(3, ge=0, le=8)
     """Smaller renders to try when the page exceeds the model's context."""
     vllm_drop_page_headers: bool = False
+    """Leave Page-header/Page-footer cells out of text and Markdown (they stay in the JSON cells)."""
     vllm_color: bool = False
     """Send pages in colour (RGB); grey by default, which halves our CPU per page."""
-    """Leave Page-header/Page-footer cells out of text and Markdown (they stay in the JSON cells)."""
 
     # --- Transformers engine (in-process fallback; needs the transformers extra) ------------------
     transformers_model: str = "dots.ocr"
@@ -200,9 +201,9 @@ class Settings(BaseSettings):
     api_path_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     """Server-side folders that ``{"paths": [...]}`` may name (comma-separated); empty: paths refused."""
     api_upload_dir: Path = Path("uploads")
+    """Uploaded files are stored here, one folder per job; with a broker every worker must see it."""
     api_upload_retention_hours: float = Field(168.0, ge=0)
     """Uploaded sources of finished jobs are deleted after this (results stay); 0 keeps them."""
-    """Uploaded files are stored here, one folder per job; with a broker every worker must see it."""
     api_max_upload_bytes: int = Field(512 * 1024**2, ge=1)
     """One request's uploads together; a larger body is refused with 413 while it streams in."""
     api_max_files_per_job: int = Field(1000, ge=1)

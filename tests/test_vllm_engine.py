@@ -207,7 +207,7 @@ def test_refused_connection_fails_at_once_without_retries(page: Image.Image) -> 
     with pytest.raises(EngineUnavailable, match="refuses connections") as raised:
         engine.recognize(page, PageTask())
     assert raised.value.retryable and sleeps == []
-    assert not engine.ready()
+    assert not engine.client.health()
 
 
 # --- vLLM's 4xx answers, both error shapes ------------------------------------------------------------
@@ -353,9 +353,9 @@ def test_from_settings_refuses_a_model_the_server_does_not_serve(server: FaultSe
 def test_from_settings_learns_max_model_len_and_tolerates_a_down_server(server: FaultServer) -> None:
     server.models = {"test-model": 4096}
     engine = VllmEngine.from_settings(Settings(vllm_url=server.url, vllm_served_model_name="test-model"))
-    assert engine._max_model_len == 4096 and engine.ready()
+    assert engine._max_model_len == 4096 and engine.client.health()
     down = VllmEngine.from_settings(Settings(vllm_url="http://127.0.0.1:9", vllm_served_model_name="x"))
-    assert down.model == "x" and not down.ready()
+    assert down.model == "x" and not down.client.health()
 
 
 def test_chain_skips_vllm_without_url_and_puts_it_first_with_one(server: FaultServer) -> None:

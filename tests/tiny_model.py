@@ -3,8 +3,8 @@
 Run with the vLLM venv's Python (the project venv has no torch): ``.venv-vllm/bin/python
 tests/tiny_model.py OUT_DIR``. Nothing comes from a hub: the BPE tokenizer is trained here on the
 Python standard library's sources, with Qwen2's own normaliser, pre-tokeniser and decoder, and the
-weights are random (seeded), so vLLM's output is deterministic gibberish. Recipe and pitfalls:
-``../shared/reference/vllm_on_cpu.md`` §3.1. Reused by the Transformers engine tests.
+weights are random (seeded), so vLLM's output is deterministic gibberish. Reused by the Transformers
+engine tests.
 
 The text head_dim is 32 on purpose: vLLM's CPU attention supports only head sizes of 32 and up.
 The image processor allows up to 1280 visual tokens (the registry's Qwen2-VL budget), so requests

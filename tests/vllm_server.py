@@ -2,7 +2,8 @@
 
 Session-scoped: the model is built once (about 10 s) and the server started once (about 45-65 s on
 two cores, eager mode, loopback only, every cache under the session's temporary directory), then
-stopped with SIGTERM to its process group. Recipe and flags: ``../shared/reference/vllm_on_cpu.md``.
+stopped with SIGTERM to its process group. The flags are in :func:`server_command`, the environment
+(offline, every cache in the work folder) in :func:`server_env`.
 Tests that use it are skipped only when ``.venv-vllm`` is absent; ``scripts/dev test`` installs it.
 """
 

@@ -19,7 +19,6 @@ from ocrq.api.cli.console import PageProgressBar
 from ocrq.api.cli.doctor import doctor
 from ocrq.api.cli.exits import (
     EXIT_INTERRUPTED,
-    EXIT_OK,
     OUTPUTS_HELP,
     err_console,
     exit_for,
@@ -207,4 +206,3 @@ def main() -> None:
 
 def submit_batch_main() -> None:
     submit_batch(prog_name="submit-batch")
-    sys.exit(EXIT_OK)

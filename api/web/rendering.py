@@ -21,8 +21,7 @@ from fastapi.templating import Jinja2Templates
 
 from ocrq import __version__
 from ocrq.api.rest.errors import status_for
-from ocrq.api.web.session import NotSignedIn
-from ocrq.errors import OcrqError
+from ocrq.errors import NotSignedIn, OcrqError
 from ocrq.redaction import mask_text
 
 log = logging.getLogger("ocrq.api.web")

@@ -25,21 +25,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ocrq.db.models import ApiKey
-from ocrq.errors import RequestError, Unauthorized
+from ocrq.errors import CsrfRejected, NotSignedIn
 from ocrq.jobs.access import Caller, Role
 from ocrq.settings import Settings
 
 SESSION_COOKIE = "ocrq_session"
 LOGIN_COOKIE = "ocrq_login"
 CSRF_FIELD = "csrf"
-
-
-class NotSignedIn(Unauthorized):
-    """No session, or one that expired or whose key was revoked: the page sends the user to sign in."""
-
-
-class CsrfRejected(RequestError):
-    code = "csrf_rejected"
 
 
 @dataclass(frozen=True, slots=True)

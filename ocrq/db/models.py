@@ -73,9 +73,9 @@ class Job(Base):
     webhook_status: Mapped[str | None] = mapped_column(String(16))
     """``pending``, ``sending``, ``delivered`` or ``failed``; None without a callback URL."""
     webhook_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    """When the next attempt may start; while ``sending``, when the sender's claim lapses."""
     sources_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When its uploaded sources were deleted after the retention period (results stay)."""
-    """When the next attempt may start; while ``sending``, when the sender's claim lapses."""
 
     documents: Mapped[list[Document]] = relationship(
         back_populates="job", order_by="Document.id", cascade="all, delete-orphan"

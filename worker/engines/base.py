@@ -1,8 +1,8 @@
 """The engine seam: a page image and a task in, a :class:`PageResult` out.
 
-Every OCR backend (Tesseract now; vLLM and Transformers later) implements
-:class:`Engine`. Engines raise only :mod:`ocrq.errors` types, translating their
-library's exceptions at this boundary, so the chain can decide what to retry.
+Every OCR backend (``vllm/``, the in-process Transformers engine in ``hf/``, ``tesseract.py``; built
+into a chain by ``selection.py``) implements :class:`Engine`. Engines raise only :mod:`ocrq.errors`
+types, translating their library's exceptions at this boundary, so the chain can decide what to retry.
 """
 
 from __future__ import annotations

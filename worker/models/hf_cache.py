@@ -18,16 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ocrq.errors import EngineUnavailable
+from ocrq.errors import ModelNotCached
 
 State = Literal["complete", "incomplete", "corrupted", "missing"]
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 _REPO_FOLDER = re.compile(r"(models|datasets|spaces)--[^/\\]+")
-
-
-class ModelNotCached(EngineUnavailable):
-    """The model is not (completely) in the local cache; ocrq never downloads at run time."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from ocrq.errors import ConfigurationError, EngineUnavailable, PageRenderError, RemoteCodeMissing
+from ocrq.errors import (
+    ConfigurationError,
+    EngineUnavailable,
+    ModelNotCached,
+    PageRenderError,
+    RemoteCodeMissing,
+)
 from ocrq.schemas import PageResult, PageTask
 from ocrq.settings import Settings
 from ocrq.worker.engines.hf.answers import PageJob
@@ -42,7 +48,7 @@ from ocrq.worker.engines.vllm.request import (
     prompt_text,
     read_reply,
 )
-from ocrq.worker.models.hf_cache import ModelNotCached, directory_problems, local_model_dir
+from ocrq.worker.models.hf_cache import directory_problems, local_model_dir
 from ocrq.worker.models.registry import ModelSpec, Registry, bundled_registry
 from ocrq.worker.ocr_output.reading import page_result
 from ocrq.worker.ocr_output.resize import Box, ResizePlan, plan_resize

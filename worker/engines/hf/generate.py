@@ -13,15 +13,11 @@ import logging
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from ocrq.errors import EngineFailed
+from ocrq.errors import OutOfMemory
 from ocrq.worker.engines.hf.answers import PageJob, RawAnswer, sampling_kwargs
 from ocrq.worker.engines.hf.loading import LoadedModel
 
 log = logging.getLogger(__name__)
-
-
-class OutOfMemory(EngineFailed):
-    """One page alone does not fit in GPU memory for generation."""
 
 
 def generate_pages(loaded: LoadedModel, jobs: list[PageJob]) -> list[RawAnswer]:

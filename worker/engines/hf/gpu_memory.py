@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ocrq.errors import EngineUnavailable, OcrqError
+from ocrq.errors import GpuMemoryShort, OcrqError
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,6 @@ FreeMemoryReader = Callable[[int], int | None]
 """CUDA device index (-1: the CPU) → free bytes there, or None when unknown (no NVML, no GPU)."""
 VllmStopper = Callable[[], list[str]]
 """Stops the vLLM container(s); returns what it stopped."""
-
-
-class GpuMemoryShort(EngineUnavailable):
-    """Not enough free GPU memory to load the model now (vLLM probably holds the card)."""
 
 
 def nvml_index(cuda_index: int, visible: str | None = None) -> int:

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from ocrq.errors import (
     ConfigurationError,
-    ContextTooLong,
+    ContextOverflow,
     EngineFailed,
     EngineServerError,
     EngineUnavailable,
@@ -110,14 +110,6 @@ class ApiError:
     status: int
     message: str
     type: str | None = None
-
-
-class ContextOverflow(ContextTooLong):
-    """The request exceeds the context; carries vLLM's numbers so the engine can shrink just enough."""
-
-    def __init__(self, message: str, limit: int | None, prompt_tokens: int | None, output_too_large: bool):
-        super().__init__(message)
-        self.limit, self.prompt_tokens, self.output_too_large = limit, prompt_tokens, output_too_large
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field, replace
 import httpx
 from PIL import Image
 
-from ocrq.errors import ConfigurationError, ContextTooLong, EngineUnavailable, ModelNotServed
+from ocrq.errors import ConfigurationError, ContextOverflow, ContextTooLong, EngineUnavailable, ModelNotServed
 from ocrq.schemas import PageResult, PageTask
 from ocrq.settings import Settings
 from ocrq.worker.engines.ladder import Rung, Step, climb
 from ocrq.worker.engines.vllm.balance import BalancedClient, client_for
-from ocrq.worker.engines.vllm.client import ClientConfig, Completion, ContextOverflow, VllmClient
+from ocrq.worker.engines.vllm.client import ClientConfig, Completion, VllmClient
 from ocrq.worker.engines.vllm.request import (
     PreparedImage,
     PromptChoice,
@@ -166,10 +166,6 @@ class VllmEngine:
             )
         if served.get(self.model):
             self._max_model_len = served[self.model]
-
-    def ready(self) -> bool:
-        """Cheap health probe, for a circuit breaker's half-open state and for ``ocrq doctor``."""
-        return self.client.health()
 
     def recognize(self, image: Image.Image, task: PageTask) -> PageResult:
         started = time.perf_counter()
