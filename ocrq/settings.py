@@ -15,21 +15,13 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ocrq.jobs.options import JOB_OVERRIDABLE, result_settings
 from ocrq.schemas import PromptMode
 
 KNOWN_ENGINES = ("vllm", "transformers", "tesseract")
 OUTPUT_FORMATS = ("md", "json", "txt", "pdf", "alto", "layout")
 DEFAULT_OUTPUTS = OUTPUT_FORMATS
 """All of them: together they cost about two page renders, little beside OCR (bench/searchable_pdf.py)."""
-JOB_OVERRIDABLE = (
-    "engines",
-    "text_layer",
-    "render_dpi",
-    "vllm_model",
-    "vllm_served_model_name",
-    "prompt_mode",
-    "transformers_model",
-)
 
 
 def openai_server_root(url: str) -> str:
@@ -315,20 +307,8 @@ class Settings(BaseSettings):
         return not self.broker_url
 
     def result_settings(self) -> dict[str, object]:
-        """The settings that change OCR output (stored on each job; never secrets)."""
-        return {
-            "engines": self.engines,
-            "render_dpi": self.render_dpi,
-            "max_page_pixels": self.max_page_pixels,
-            "text_layer": self.text_layer,
-            "tesseract_langs": self.tesseract_langs,
-            "tesseract_detect_orientation": self.tesseract_detect_orientation,
-            "vllm_model": self.vllm_model,
-            "vllm_served_model_name": self.vllm_served_model_name,
-            "prompt_mode": PromptMode(self.prompt_mode).value,
-            "transformers_model": self.transformers_model,
-            "vllm_color": self.vllm_color,
-        }
+        """The settings that change OCR output (stored on each job); which ones: :mod:`ocrq.jobs.options`."""
+        return result_settings(self)
 
     def for_job(self, job_settings: dict[str, object]) -> Settings:
         """This host's settings with a job's own choices (engines, DPI, model, prompt) on top.
