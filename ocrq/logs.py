@@ -25,8 +25,9 @@ R = TypeVar("R")
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("console", "json")
 _HANDLER_NAME = "ocrq"
-QUIET = ("alembic", "fontTools", "pikepdf")
-"""Loggers whose INFO lines say nothing an operator acts on (plugin set-up on every start)."""
+QUIET = ("alembic", "fontTools", "pikepdf", "httpx", "httpcore")
+"""Loggers whose INFO lines say nothing an operator acts on (plugin set-up on every start; httpx
+would log every page's request to vLLM). ``OCRQ_LOG_LEVEL=debug`` shows them."""
 
 
 def log_level(default: str = "warning") -> int:

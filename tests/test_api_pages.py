@@ -22,7 +22,10 @@ def test_pages_list_and_page_show_attempts_per_engine(
     tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
     settings = make_settings(
-        engines=["vllm", "tesseract"], vllm_url=f"http://127.0.0.1:{closed_port()}", vllm_retries=0
+        engines=["vllm", "tesseract"],
+        vllm_url=f"http://127.0.0.1:{closed_port()}",
+        vllm_retries=0,
+        text_layer="off",  # the typed PDF stands in for a scan: both engines must be tried per page
     )
     make_text_pdf(tmp_path / "two.pdf", ["First page of the letter", "Second page of the letter"])
     with running_api(settings) as api:

@@ -89,7 +89,7 @@ def test_no_input_makes_a_server_error(
                 assert mode is schemathesis.GenerationMode.NEGATIVE, operation.label
             except Exception as error:  # collected, so one run reports every failing operation
                 failures.append(f"{mode.value} {operation.label}: {error}")
-    assert len(explored) == 2 * 14, explored  # every operation, both modes
+    assert len(explored) == 2 * 15, explored  # every operation, both modes
     assert failures == [], "\n\n".join(failures)
 
 

@@ -149,7 +149,7 @@ def test_jobs_lists_newest_first_with_status_filter_and_json(
         assert done.returncode == 0, done.stderr
     listed = json.loads(run("ocrq", "jobs", "--json", env=sqlite_env, cwd=tmp_path).stdout)
     assert [job["id"] for job in listed] == [2, 1]
-    assert listed[0]["counts"]["pages"] == {"total": 2, "done": 2, "failed": 0}
+    assert listed[0]["counts"]["pages"] == {"total": 2, "done": 2, "failed": 0, "degraded": 0}
     table = run("ocrq", "jobs", env=sqlite_env, cwd=tmp_path).stdout
     assert max(len(line) for line in table.splitlines()) <= 100
     assert "│ 2 " in table and "2/2" in table
@@ -230,6 +230,7 @@ def test_status_pages_shows_each_engine_attempt(
         "OCRQ_ENGINES": "vllm,tesseract",
         "OCRQ_VLLM_URL": f"http://127.0.0.1:{closed_port()}",
         "OCRQ_VLLM_RETRIES": "0",
+        "OCRQ_FALLBACK_AFTER_SECONDS": "0",  # the attempts are shown here, not the outage grace
     }
     done = run("submit-batch", str(folder), "--out", str(tmp_path / "r"), env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr

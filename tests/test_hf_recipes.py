@@ -89,7 +89,7 @@ def test_models_that_cannot_share_one_transformers_are_named() -> None:
 
 
 def test_ocrq_models_shows_recipes_host_verdicts_and_clashes() -> None:
-    result = CliRunner().invoke(models_command, [], env={"COLUMNS": "600"})
+    result = CliRunner().invoke(models_command, ["--wide"], env={"COLUMNS": "600"})  # recipe columns
     assert result.exit_code == 0, result.output
     lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 5}
     assert "never run, remote code" in lines["deepseek-ocr"] and "tiny random model" in lines["qwen3-vl-2b"]

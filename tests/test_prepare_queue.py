@@ -48,6 +48,8 @@ def test_a_queue_worker_sends_pool_prepared_pages_and_falls_back_on_them(
         "OCRQ_PREPARE_PROCESSES": "1",
         "OCRQ_PREPARE_DIR": str(prepared),
         "OCRQ_PAGE_WORKERS": "2",
+        "OCRQ_TEXT_LAYER": "off",  # the typed PDF stands in for scans: every page is prepared and sent
+        "OCRQ_FALLBACK_AFTER_SECONDS": "0",  # the two failed pages fall back at once, not after a grace
     }
     server.queue(Step(), Step(), *[Step(500, nested_error(500, "EngineCore hiccup"))] * 2)
     folder = tmp_path / "in"

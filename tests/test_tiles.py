@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from itertools import pairwise
 from pathlib import Path
@@ -10,10 +11,15 @@ import pymupdf
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from rapidfuzz.distance import Levenshtein
 
 from ocrq.api.cli import cli
-from ocrq.worker.documents.tiles import owning_tile, plan_tiles
+from ocrq.schemas import DocumentType, LayoutCell, PageResult, TextLine, Word
+from ocrq.worker.documents.render import RenderLimits, open_document
+from ocrq.worker.documents.tiles import MAX_TILES, owning_tile, plan_tiles
+from ocrq.worker.engines.regions import _keep_own_cells, _plan
 from tests.factories import DEJAVU_SANS, make_text_image
+from tests.scans import ENGLISH, scan_jpeg
 
 BANNER = (200 * 72, 3 * 72)  # 200 inches by 3: at 200 dpi 40,000 x 600 pixels
 WORDS = {4: "Warehouse", 100: "Quarterly", 195: "Signature"}  # inch along the banner -> word
@@ -92,8 +98,9 @@ def test_tiles_cover_the_page_within_the_cap_and_each_cell_has_one_owner() -> No
     )
     assert (owning_tile(left, tiles), owning_tile(right, tiles)) == (0, 1)
     assert plan_tiles(1000, 1000, 4_000_000, 100) == [(0, 0, 1000, 1000)]
-    square = plan_tiles(5000, 5000, 4_000_000, 100)
-    assert len(square) == 9 and all((x1 - x0) * (y1 - y0) <= 4_000_000 for x0, y0, x1, y1 in square)
+    square = plan_tiles(5000, 5000, 4_000_000, 100)  # 800-pixel bands across, not a 3 x 3 grid
+    assert len(square) == 8 and all((x1 - x0) * (y1 - y0) <= 4_000_000 for x0, y0, x1, y1 in square)
+    assert all((x0, x1) == (0, 5000) for x0, _, x1, _ in square)
 
 
 def test_an_image_beyond_the_pixel_cap_is_read_in_tiles_at_full_resolution(tmp_path: Path) -> None:
@@ -118,3 +125,71 @@ def test_a_blank_oversized_page_is_an_empty_done_page(tmp_path: Path) -> None:
     page = _run(tmp_path)
     assert (page["status"], page["text"], page["engine"]) == ("done", "", "tesseract")
     assert page["notes"][-1]["code"] == "tiled"
+
+
+def test_a_scan_over_the_cap_reads_each_line_once_and_whole(tmp_path: Path) -> None:
+    """Bands, not a grid, and lines owned one by one: no line cut lengthwise, none read twice."""
+    (tmp_path / "in").mkdir()
+    Image.open(io.BytesIO(scan_jpeg(ENGLISH))).save(tmp_path / "in" / "scan.png")  # 1500 x 700
+    page = _run(tmp_path, OCRQ_MAX_PAGE_PIXELS="400000", document="scan.png")
+    assert page["notes"][0]["code"] == "tiled", page["notes"]
+    lines = [" ".join(w["text"] for w in line["words"]) for c in page["cells"] for line in c["lines"]]
+    assert len(lines) == len(ENGLISH), lines
+    for line, sentence in zip(lines, ENGLISH, strict=True):
+        assert Levenshtein.normalized_distance(line, sentence) < 0.08, (line, sentence)
+    assert Levenshtein.normalized_distance(page["text"], "\n\n".join(ENGLISH)) < 0.08, page["text"]
+    assert "Sphinx of black quartz" in page["cells"][-1]["text"]  # the web page's overlay test reads it
+
+
+def test_a_page_with_room_for_tall_bands_is_cut_in_full_width_bands() -> None:
+    tiles = plan_tiles(1500, 700, 400_000, 100)
+    assert all((x0, x1) == (0, 1500) for x0, _, x1, _ in tiles)  # no edge cuts a line lengthwise
+    assert all((x1 - x0) * (y1 - y0) <= 400_000 for x0, y0, x1, y1 in tiles)
+    assert tiles[0][1] == 0 and tiles[-1][3] == 700
+    assert all(a[3] - b[1] >= 100 for a, b in pairwise(tiles))  # a line of the overlap lies whole in both
+    tall = plan_tiles(2000, 30000, 4_000_000, 100)
+    band = tall[0][3] - tall[0][1]
+    assert band == 2000 and all(a[3] - b[1] >= band // 4 for a, b in pairwise(tall))  # whatever the dpi
+
+
+def test_a_page_too_wide_for_bands_falls_back_to_a_grid() -> None:
+    """A band of the cap's pixels thinner than two overlaps cannot hold a line plus its overlap."""
+    assert len(plan_tiles(1500, 700, 400_000, 150)) > 4  # a band would be 266 px, under 2 x 150
+    assert any(x0 > 0 for x0, _, _, _ in plan_tiles(1500, 700, 400_000, 150))
+    banner = plan_tiles(40000, 600, 4_000_000, 100)  # a band would be 100 px tall
+    assert len({(y0, y1) for _, y0, _, y1 in banner}) == 1 and len(banner) > 1
+
+
+def _line(y: int, x0: int, text: str) -> TextLine:
+    words = tuple(
+        Word((x0 + 60 * n, y, x0 + 60 * n + 50, y + 40), word) for n, word in enumerate(text.split())
+    )
+    return TextLine((x0, y, words[-1].bbox[2], y + 40), words)
+
+
+def test_a_paragraph_across_two_tiles_keeps_each_line_in_one_tile() -> None:
+    """A paragraph's centre lies in both tiles; its lines each lie nearest one tile's centre."""
+    tiles = [(0, 0, 1000, 300), (0, 200, 1000, 500)]  # centres at y 150 and 350
+    read_by_first = [_line(100, 0, "one whole line"), _line(220, 0, "shared line"), _line(280, 0, "cut")]
+    read_by_second = [_line(20, 0, "shared line"), _line(80, 0, "cut line whole"), _line(180, 0, "last")]
+    kept = []
+    for number, lines in enumerate((read_by_first, read_by_second)):
+        box = (0, min(line.bbox[1] for line in lines), 1000, max(line.bbox[3] for line in lines))
+        found = PageResult("", "", "tesseract", "eng", [LayoutCell(box, "Text", "engine text", tuple(lines))])
+        _keep_own_cells(found, tiles[number], number, tiles)
+        kept += found.cells
+    assert [cell.text for cell in kept] == ["one whole line\nshared line", "cut line whole\nlast"]
+    assert kept[0].bbox == (0, 100, 170, 260) and kept[1].bbox == (0, 280, 170, 420)
+    picture = LayoutCell((0, 210, 100, 260), "Picture")  # no lines (a VLM's cell): by its own centre
+    found = PageResult("", "", "vlm", "m", [picture])
+    _keep_own_cells(found, tiles[0], 0, tiles)
+    assert found.cells == [picture]
+
+
+def test_a_tall_page_is_lowered_to_at_most_max_tiles(tmp_path: Path) -> None:
+    """Bands overlap by a quarter or more, so the plan, not the area alone, decides the zoom."""
+    Image.new("L", (1000, 60000), 255).save(tmp_path / "tall.png", dpi=(300, 300))
+    with open_document(tmp_path / "tall.png", DocumentType.PNG, RenderLimits(200, 100_000, 10**8, 10)) as doc:
+        zoom, size, tiles = _plan(doc, 0)
+    assert len(tiles) <= MAX_TILES and zoom < 1
+    assert tiles[-1][3] == size[1] and all(x1 == size[0] for _, _, x1, _ in tiles)

@@ -228,6 +228,7 @@ def test_a_dead_vllm_falls_back_to_transformers_page_by_page(
         vllm_retries=0,
         breaker_failures=100,  # keep asking vLLM, so every page shows both attempts
         render_dpi=72,
+        fallback_after_seconds=0,  # the fallback itself is under test here; its grace in test_fallback_grace
     )
     summary = run_embedded_batch(settings, BatchRequest([folder], tmp_path / "out"))
     assert summary["status"] == "done" and summary["counts"]["engines"] == {"transformers": 2}

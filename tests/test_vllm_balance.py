@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image, ImageDraw
 
-from ocrq.errors import EngineServerError, PageImageRejected
+from ocrq.errors import EngineServerError, ModelNotServed, PageImageRejected
 from ocrq.schemas import PageTask, PromptMode
 from ocrq.settings import Settings
 from ocrq.worker.doctor import check_vllm
@@ -98,3 +98,16 @@ def test_urls_are_split_and_doctor_checks_each(two: tuple[FaultServer, FaultServ
     assert server_urls(None) == []
     checks = check_vllm(Settings(vllm_url=f"{first.url},{second.url}", vllm_served_model_name="test-model"))
     assert len(checks) == 2 and all(check.ok for check in checks)
+
+
+def test_a_server_serving_another_model_is_refused_before_any_page(
+    two: tuple[FaultServer, FaultServer],
+) -> None:
+    first, second = two
+    second.models = {"some-other-model": 8192}
+    with pytest.raises(ModelNotServed, match="some-other-model"):
+        engine_over(first, second)
+    second.models = {"test-model": 4096}
+    engine = engine_over(first, second)
+    assert engine.client.served_models() == {"test-model": 4096}  # the smaller window holds on both
+    engine.close()

@@ -101,7 +101,7 @@ def test_jobs_list_shows_the_finished_job_with_its_figures(
     sign_in(page, web, "alice")
     row = page.locator(f'[data-job-id="{alice_job["id"]}"]')
     assert row.locator('[data-field="status"]').inner_text() == "done"
-    assert row.locator('[data-field="pages"]').inner_text() == "3 done · 0 failed of 3"
+    assert row.locator('[data-field="pages"]').inner_text() == "3 done · 0 failed · 0 degraded of 3"
     assert "pages/s" in row.locator('[data-field="rate"]').inner_text()
     assert row.locator("progress").get_attribute("value") == "3"
     page.screenshot(path=web["artifacts"] / "jobs-list.png", full_page=True)
@@ -127,7 +127,10 @@ def test_the_list_follows_a_running_job_without_reloading(web: dict[str, Any], b
         f"() => document.querySelector('{status}').textContent === 'done'", timeout=DONE_TIMEOUT_MS
     )
     assert page.evaluate("() => window.notReloaded === true"), "the list must update in place"
-    assert row.locator('[data-field="pages"]').inner_text() == "8 done · 0 failed of 8"
+    # the status and the counts may come in separate events: wait for the counts to catch up
+    playwright_api.expect(row.locator('[data-field="pages"]')).to_have_text(
+        "8 done · 0 failed · 0 degraded of 8", timeout=10_000
+    )
     assert row.locator("progress").get_attribute("value") == "8"
     api(web, "bob", f"/v1/jobs/{job_id}?wait=30")
     page.goto(f"{web['url']}/jobs/{job_id}")
@@ -164,8 +167,10 @@ def _drawn_boxes(page: Any, width: int, height: int) -> list[list[float]]:
     """Where the browser put each box, read back in page pixels from the rendered SVG."""
     rendered = page.evaluate(
         """() => {
-            const svg = document.getElementById('page-svg').getBoundingClientRect();
-            return {svg: [svg.left, svg.top, svg.width, svg.height],
+            const element = document.getElementById('page-svg');
+            const svg = element.getBoundingClientRect();  // the content box: the border is not drawn on
+            return {svg: [svg.left + element.clientLeft, svg.top + element.clientTop,
+                          element.clientWidth, element.clientHeight],
                     rects: [...document.querySelectorAll('a.cell rect')].map((r) => {
                         const b = r.getBoundingClientRect();
                         return [b.left, b.top, b.right, b.bottom];
@@ -292,6 +297,8 @@ def test_cancel_from_the_job_page(web: dict[str, Any], browser: Any) -> None:
     page.goto(web["url"] + "/")
     page.get_by_label("Show").select_option("cancelled")
     page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/?status=cancelled")
+    page.wait_for_load_state()
     assert page.locator("[data-job-id]").all_inner_texts() and all(
         status == "cancelled" for status in page.locator('[data-field="status"]').all_inner_texts()
     )

@@ -38,6 +38,11 @@ def redo(job_id: int, degraded: bool, out_dir: Path | None) -> None:
 
     Embedded jobs are redone here (exit 3 if some page is still degraded);
     queue jobs by the workers of the job's queue (follow with ``ocrq status``).
+
+    \b
+    Examples:
+      ocrq redo 12 --degraded
+      ocrq redo 12 --degraded --out ./results
     """
     from ocrq.worker.batch import open_database
 

@@ -52,6 +52,8 @@ PDF_TAIL_BYTES = 1024
 """Readers look for ``%%EOF`` in the last 1024 bytes; a file without it was cut short."""
 MUPDF_ERRORS = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
 EXIF_ORIENTATION = 0x0112
+MIN_SCAN_DPI = 150
+"""The least resolution assumed of an image when sizing tile overlaps: below it text is barely read."""
 PILLOW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error)
 
 PILLOW_FORMATS = {
@@ -124,6 +126,10 @@ class OpenedDocument(ABC):
 
     def full_size_at(self, index: int, zoom: float) -> tuple[int, int]:
         raise NotImplementedError
+
+    def pixels_per_inch(self, index: int, zoom: float) -> float:
+        """The page's pixels per inch at ``zoom``, which size the tiles' overlap to hold a line."""
+        return zoom * POINTS_PER_INCH  # a PDF's zoom is from points
 
     def render_region(
         self, index: int, zoom: float, box: tuple[int, int, int, int], mode: str
@@ -428,6 +434,16 @@ class ImageDocument(OpenedDocument):
         tile = whole.crop(box)
         tile.info["dpi"] = whole.info.get("dpi") or image.info.get("dpi")
         return tile, []
+
+    def pixels_per_inch(self, index: int, zoom: float) -> float:
+        """The image's own dpi, not 72: a 300 dpi scan's lines are four times taller than 72 assumes.
+
+        Never below MIN_SCAN_DPI: a missing tag, or a default 72 or 96, says nothing of a scan, and
+        an overlap too large only costs a tile where one too small cuts lines.
+        """
+        with self._opened_frame(index) as image:
+            tagged = image.info.get("dpi") or (0, 0)
+        return zoom * max(MIN_SCAN_DPI, *(float(value) for value in tagged))
 
     def _upright_size(self, index: int) -> tuple[int, int]:
         """The frame's size as shown: EXIF orientations 5-8 swap width and height."""

@@ -23,6 +23,8 @@ BLANK_LEVEL = 250
 """A tile whose darkest pixel is this light has nothing to read."""
 TILE_FILL = 0.8
 """Tiles overlap, so a page is lowered to this share of MAX_TILES full tiles when it has to be."""
+PLAN_TRIES = 4
+"""Each try lowers the zoom by the tiles' excess; a few settle any page under MAX_TILES."""
 
 
 def recognize_region(
@@ -72,12 +74,7 @@ class TiledReading:
 
 def read_in_tiles(chain: EngineChain, document: OpenedDocument, index: int, task: PageTask) -> TiledReading:
     """A page too large for the pixel cap, OCRed tile by tile at the job's DPI (fewer dpi past MAX_TILES)."""
-    zoom, (width, height) = document.full_size(index)
-    cap = document.limits.max_page_pixels
-    if width * height > MAX_TILES * cap * TILE_FILL:
-        zoom *= math.sqrt(MAX_TILES * cap * TILE_FILL / (width * height))
-        width, height = document.full_size_at(index, zoom)
-    tiles = plan_tiles(width, height, cap, round(zoom * 72 * OVERLAP_INCHES))
+    zoom, (width, height), tiles = _plan(document, index)
     reading = TiledReading(None, [], (width, height), [])
     for number, tile in enumerate(tiles):
         clock = time.perf_counter()
@@ -101,11 +98,28 @@ def read_in_tiles(chain: EngineChain, document: OpenedDocument, index: int, task
         reading.result = PageResult("", "", first.name, first.model)
     if isinstance(document, PdfDocument):
         reading.notes += _tile_notes(len(tiles), zoom * 72, document.limits.dpi)
-    else:  # an image is read at its own resolution (the source cap keeps it under MAX_TILES)
+    else:  # an image is read at its own resolution, unless that took more than MAX_TILES tiles
+        scale = "full resolution" if zoom >= 1 else f"{zoom:.0%} of full resolution"
         reading.notes.append(
-            PageNote("tiled", f"read in {len(tiles)} tiles at full resolution: over OCRQ_MAX_PAGE_PIXELS")
+            PageNote("tiled", f"read in {len(tiles)} tiles at {scale}: over OCRQ_MAX_PAGE_PIXELS")
         )
     return reading
+
+
+def _plan(document: OpenedDocument, index: int) -> tuple[float, tuple[int, int], list[Box]]:
+    """The zoom, page size and tiles: full resolution, or lowered until there are at most MAX_TILES."""
+    zoom, (width, height) = document.full_size(index)
+    cap = document.limits.max_page_pixels
+    if width * height > MAX_TILES * cap * TILE_FILL:
+        zoom *= math.sqrt(MAX_TILES * cap * TILE_FILL / (width * height))
+    for _ in range(PLAN_TRIES):
+        size = document.full_size_at(index, zoom)
+        overlap = round(document.pixels_per_inch(index, zoom) * OVERLAP_INCHES)
+        tiles = plan_tiles(*size, cap, overlap)
+        if len(tiles) <= MAX_TILES:
+            break
+        zoom *= math.sqrt(MAX_TILES * TILE_FILL / len(tiles))  # bands overlap more than TILE_FILL allows
+    return zoom, size, tiles
 
 
 def _blank(image: Image.Image) -> bool:
@@ -114,11 +128,40 @@ def _blank(image: Image.Image) -> bool:
 
 
 def _keep_own_cells(found: PageResult, tile: Box, number: int, tiles: list[Box]) -> None:
-    """Cells on the whole page; those nearer another tile's centre are that tile's (overlaps)."""
+    """Cells on the whole page, holding only the lines this tile owns (see :func:`_own_part`)."""
     moved = [shift_cell(cell, tile[0], tile[1]) for cell in found.cells]
-    found.cells = [cell for cell in moved if owning_tile(cell.bbox, tiles) == number]
+    owned = (_own_part(cell, number, tiles) for cell in moved)
+    found.cells = [cell for cell in owned if cell is not None]
     found.text = "\n\n".join(cell.text for cell in found.cells if cell.text)
     found.markdown = found.text
+
+
+def _own_part(cell: LayoutCell, number: int, tiles: list[Box]) -> LayoutCell | None:
+    """The part of ``cell`` tile ``number`` owns: its lines whose centre is nearest the tile's centre.
+
+    Ownership is per line, not per cell: a paragraph spans tiles, so its centre lies in each of
+    them and each would keep its copy. Per line, a line read twice in an overlap is kept once, and
+    a line cut by the tile's edge (its centre nearer the neighbour's, which holds it whole) is
+    dropped. A cell without lines (a VLM's) is kept whole by the tile nearest its centre.
+    """
+    if not cell.lines:
+        return cell if owning_tile(cell.bbox, tiles) == number else None
+    lines = tuple(line for line in cell.lines if owning_tile(line.bbox, tiles) == number)
+    if len(lines) == len(cell.lines):
+        return cell  # the engine's own text, with its breaks and hyphens
+    if not lines:
+        return None
+    text = "\n".join(" ".join(word.text for word in line.words) for line in lines)
+    return LayoutCell(_union([line.bbox for line in lines]), cell.category, text, lines)
+
+
+def _union(boxes: list[Box]) -> Box:
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
 
 
 def _tile_notes(count: int, dpi: float, wanted: int) -> list[PageNote]:

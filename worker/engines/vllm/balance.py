@@ -10,6 +10,7 @@ own fault (an unreadable image, a page over the context) is not the server's, an
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -60,20 +61,17 @@ class BalancedClient:
     def health(self) -> bool:
         return any(client.health() for client in self.clients)
 
-    def models_answer(self) -> int | None:
-        """The servers' statuses for ``/v1/models`` as one: a refusal (not 200 or 503) if any server
-        refuses, since one wrong URL among them must stop the start as it does alone; else any
-        answer; None when no server answers."""
-        answers = [status for client in self.clients if (status := client.models_answer()) is not None]
-        refusals = [status for status in answers if status not in (200, 503)]
-        return refusals[0] if refusals else (answers[0] if answers else None)
+    def servers(self) -> list[VllmClient]:
+        return list(self.clients)
 
     def served_models(self) -> dict[str, int | None]:
-        """What the servers serve, together (a server that cannot say adds nothing)."""
-        served: dict[str, int | None] = {}
-        for client in self.clients:
-            served |= client.served_models()
-        return served
+        """What every server that can say serves: a model missing on one server fails there, so it
+        counts as not served (a server that cannot say is not held against the model)."""
+        listed = [served for client in self.clients if (served := client.served_models())]
+        if not listed:
+            return {}
+        common = set(listed[0]).intersection(*listed[1:])
+        return {name: _smallest(served.get(name) for served in listed) for name in sorted(common)}
 
     def waiting(self) -> float | None:
         queued = [value for client in self.clients if (value := client.waiting()) is not None]
@@ -98,6 +96,11 @@ class BalancedClient:
     def _done(self, index: int) -> None:
         with self._lock:
             self.outstanding[index] -= 1
+
+
+def _smallest(lengths: Iterable[int | None]) -> int | None:
+    known = [length for length in lengths if length]
+    return min(known) if known else None
 
 
 def server_urls(value: str | None) -> list[str]:

@@ -213,6 +213,10 @@ class VllmClient:
         except httpx.HTTPError:
             return False
 
+    def servers(self) -> list[VllmClient]:
+        """The one server behind this client (a balanced client has several)."""
+        return [self]
+
     def models_answer(self) -> int | None:
         """The HTTP status of ``/v1/models``; None when the server does not answer at all (down)."""
         try:

@@ -140,32 +140,41 @@ class VllmEngine:
         return engine
 
     def check_model(self) -> None:
-        """If the server is up and lists its models, ours must be among them (a loading one is let be).
+        """If a server is up and lists its models, ours must be among them (a loading one is let be).
 
         A server that answers but cannot list models is the wrong URL or port: refusing now beats
-        every page failing ``model_not_served`` and silently falling back to a weaker engine.
+        every page failing ``model_not_served`` and silently falling back to a weaker engine. With
+        several servers, each must serve the model: pages sent to the odd one would fail there.
         """
-        status = self.client.models_answer()
-        if status is not None and status not in (200, 503):
+        try:
+            windows = [self._served_window(server) for server in self.client.servers()]
+        except ModelNotServed:
             self.client.close()
+            raise
+        known = [window for window in windows if window]
+        if known:
+            self._max_model_len = min(known)
+
+    def _served_window(self, server: VllmClient) -> int | None:
+        """The model's context window on ``server`` (None when it cannot say); refuses a wrong server."""
+        status = server.models_answer()
+        if status is not None and status not in (200, 503):
             why = (
                 "it refuses our API key"
                 if status in (401, 403)
                 else "it is not an OpenAI-compatible server, or not on this URL or port"
             )
             raise ModelNotServed(
-                f"the server at {self.client.config.shown_url} ({self.url_setting}) answers {status} "
+                f"the server at {server.config.shown_url} ({self.url_setting}) answers {status} "
                 f"to /v1/models: {why}"
             )
-        served = self.client.served_models()
+        served = server.served_models()
         if served and self.model not in served:
-            self.client.close()
             raise ModelNotServed(
-                f"vLLM at {self.client.config.shown_url} ({self.url_setting}) serves {', '.join(served)}, "
+                f"vLLM at {server.config.shown_url} ({self.url_setting}) serves {', '.join(served)}, "
                 f"not {self.model!r}; " + self.model_hint
             )
-        if served.get(self.model):
-            self._max_model_len = served[self.model]
+        return served.get(self.model)
 
     def recognize(self, image: Image.Image, task: PageTask) -> PageResult:
         started = time.perf_counter()
