@@ -82,6 +82,8 @@ class ChaosRun:
     logs: Path
     engine: ChaosEngine
     poison_job: int | None = None
+    stopped_late: list[str] = field(default_factory=list)
+    """Processes that outlived 30 s after SIGTERM at the end (and were killed)."""
 
 
 def worker_env(plan: ChaosPlan, database_url: str, broker_url: str, engine_url: str) -> dict[str, str]:
@@ -100,6 +102,7 @@ def worker_env(plan: ChaosPlan, database_url: str, broker_url: str, engine_url: 
         "OCRQ_TESSERACT_LANGS": "eng",
         "OCRQ_RENDER_DPI": "60",
         "OCRQ_TEXT_LAYER": "off",  # typed PDFs stand in for scans: every page goes to the engine
+        "OCRQ_FALLBACK_AFTER_SECONDS": "60",  # outlasts the 20 s outage; bounds the poison page's wait
         "OCRQ_PAGE_LEASE_SECONDS": "6",
         "OCRQ_RECONCILE_INTERVAL": "5",
         "OCRQ_RECONCILE_GRACE": "5",
@@ -153,10 +156,12 @@ class Chaos:
         env = worker_env(self.plan, proxied, self.redis.url, self.engine.url)
         self.processes = Processes(env, self.logs)
         try:
-            return self._run(sessions, folders, poison, env)
+            run = self._run(sessions, folders, poison, env)
         finally:
-            self.processes.stop_all()
+            late = self.processes.stop_all()
             self.engine.stop(), self.proxy.cut(), self.redis.kill()
+        run.stopped_late = late
+        return run
 
     def _run(self, sessions: sessionmaker[Session], folders: list[Path], poison: Path, env: dict) -> ChaosRun:
         self.workers = [self._start_worker(n) for n in range(self.plan.workers)]

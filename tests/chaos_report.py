@@ -36,6 +36,8 @@ class ChaosReport:
     counter_mismatches: list[str]
     recovery: list[tuple[str, str, float | None]]
     """(fault, what was measured, seconds)."""
+    stopped_late: list[str] = field(default_factory=list)
+    """Processes still running 30 s after SIGTERM at the end of the run."""
 
     @property
     def lost(self) -> list[PageRow]:
@@ -62,6 +64,7 @@ class ChaosReport:
             f"pages expected {self.pages_expected}, rows {len(self.pages)}, lost {len(self.lost)}, "
             f"stored twice {len(self.counter_mismatches)}, duplicate OCR work {len(self.duplicate_work)}",
             f"pages by engine {dict(self.by_engine())}; degraded (not vllm) {len(self.degraded())}",
+            f"still running 30 s after SIGTERM: {self.stopped_late or 'none'}",
         ]
         return out + self.recovery_lines()
 
@@ -90,7 +93,15 @@ def read_report(run: ChaosRun, poison_pages: int = 1) -> ChaosReport:
     expected = run.plan.pages + (2 + poison_pages if run.poison_job else 0)
     recovery = [measure for fault in run.faults for measure in _recovery(fault, pages)]
     return ChaosReport(
-        run.seconds, len(run.job_ids), closed or 0, dict(statuses), expected, pages, mismatches, recovery
+        run.seconds,
+        len(run.job_ids),
+        closed or 0,
+        dict(statuses),
+        expected,
+        pages,
+        mismatches,
+        recovery,
+        run.stopped_late,
     )
 
 

@@ -88,6 +88,8 @@ class FaultServer:
     """While ``time.monotonic()`` is below it, every connection is reset: the server is down."""
     refused: int = 0
     armed_outage: float = 0.0
+    crashes_on: Callable[[dict[str, Any]], bool] | None = None
+    """A poison page: requests it picks get a TCP reset (the server dies on them), the rest are served."""
 
     def queue(self, *steps: Step) -> None:
         self.script.extend(steps)
@@ -145,7 +147,7 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             server.trip_armed_outage()
-            if server.is_down():
+            if server.is_down() or (server.crashes_on is not None and server.crashes_on(request)):
                 with server.lock:
                     server.refused += 1
                 self._reset()

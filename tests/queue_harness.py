@@ -26,6 +26,7 @@ class Processes:
         self.env = os.environ | {"PYTHONPATH": str(REPO_ROOT)} | env
         self.logs = logs
         self.running: list[subprocess.Popen[bytes]] = []
+        self.names: dict[int, str] = {}
 
     def start(self, *args: str, name: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("wb")
@@ -38,6 +39,7 @@ class Processes:
             cwd=self.logs,
         )
         self.running.append(process)
+        self.names[process.pid] = name
         return process
 
     def worker(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
@@ -50,10 +52,20 @@ class Processes:
             os.killpg(process.pid, sig)
         process.wait(timeout=30)
 
-    def stop_all(self) -> None:
-        for process in self.running:
-            if process.poll() is None:
-                self.kill(process, signal.SIGTERM)
+    def stop_all(self, grace_s: float = 30.0) -> list[str]:
+        """SIGTERM every process still running, as ``docker stop`` does; SIGKILL those that outlive
+        ``grace_s``, and return their names (a worker should stop within it)."""
+        alive = [process for process in self.running if process.poll() is None]
+        for process in alive:
+            os.killpg(process.pid, signal.SIGTERM)
+        deadline, late = time.monotonic() + grace_s, []
+        for process in alive:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                late.append(self.names[process.pid])
+                self.kill(process)
+        return late
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.3) -> None:

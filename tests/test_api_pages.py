@@ -26,6 +26,7 @@ def test_pages_list_and_page_show_attempts_per_engine(
         vllm_url=f"http://127.0.0.1:{closed_port()}",
         vllm_retries=0,
         text_layer="off",  # the typed PDF stands in for a scan: both engines must be tried per page
+        fallback_after_seconds=0,  # the attempts are listed here; the outage grace in test_fallback_grace
     )
     make_text_pdf(tmp_path / "two.pdf", ["First page of the letter", "Second page of the letter"])
     with running_api(settings) as api:

@@ -34,7 +34,7 @@ from ocrq.worker.batch import BatchRequest, open_database, run_embedded_batch
 from ocrq.worker.redo import plan_redo, redo_here
 from tests.api_support import make_key
 from tests.factories import make_text_pdf
-from tests.fault_server import FaultServer, running_fault_server
+from tests.fault_server import FaultServer, request_image, running_fault_server
 
 PAGES = 8
 OUTAGE_S = 2.0
@@ -271,3 +271,28 @@ def test_the_best_ranked_chain_names_the_primary_engine(make_settings: Callable[
     record_primary_engine(sessions, 1, "transformers", preference)  # and is not outranked back
     with sessions() as session:
         assert session.get_one(Job, 1).primary_engine == "vllm"
+
+
+def test_a_poison_page_waits_the_grace_on_its_own_clock_while_other_pages_succeed(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """The engine's outage clock restarts at every success; a page that alone keeps crashing it must
+    still fall back once it has itself waited the grace, not when the other pages run out."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_text_pdf(folder / "a-poison.pdf", ["The page that crashes its engine"], size=(840.0, 120.0))
+    make_text_pdf(folder / "b-healthy.pdf", [f"Healthy page {n}" for n in range(30)], size=(298.0, 420.0))
+    with running_fault_server() as server:
+        server.answer_delay = 0.4  # the healthy pages keep succeeding for about 12 s on one thread
+        server.crashes_on = lambda request: request_image(request).width > 3 * request_image(request).height
+        settings = _settings(make_settings, server, grace=2)
+        batch = run_embedded_batch(settings, BatchRequest([folder], tmp_path / "out"))
+    assert batch["status"] == "done"
+    _, sessions = open_database(settings)
+    with sessions() as session:
+        rows = session.execute(select(Page.engine, Page.finished_at, Page.document_id).order_by(Page.id)).all()
+    poison = [row for row in rows if row.engine == "tesseract"]
+    healthy = [row for row in rows if row.engine == "vllm"]
+    assert len(poison) == 1 and len(healthy) == 30, rows  # only the poison page degraded
+    later = [row for row in healthy if row.finished_at > poison[0].finished_at]
+    assert len(later) >= 5, "the poison page waited until the healthy pages ran out"

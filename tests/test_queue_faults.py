@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 REDIS_PORT = 22002
 ENV = {
     "OCRQ_ENGINES": "tesseract",
+    "OCRQ_TEXT_LAYER": "off",  # the typed PDFs stand in for scans: pages take an OCR's time in hand
     "OCRQ_TESSERACT_LANGS": "eng",
     "OCRQ_RENDER_DPI": "100",
     "OCRQ_PAGE_LEASE_SECONDS": "6",

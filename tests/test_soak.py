@@ -39,6 +39,7 @@ def soak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosReport]:
 def test_every_job_ends(soak: ChaosReport) -> None:
     assert soak.jobs_closed == soak.jobs == 4, soak.lines()
     assert soak.seconds < 180
+    assert soak.stopped_late == [], "a worker outlived 30 s after SIGTERM (docker stop would SIGKILL it)"
 
 
 def test_every_page_is_done_exactly_once_or_failed_with_a_code(soak: ChaosReport) -> None:

@@ -57,6 +57,17 @@ def served(settings: Settings) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+@contextmanager
+def chromium(playwright_api: Any) -> Iterator[Any]:
+    """Debian's Chromium under Playwright (a module's ``browser`` fixture; never a downloaded build)."""
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def new_page(browser: Any, width: int = 1280, height: int = 900, **options: Any) -> Any:
     context = browser.new_context(
         viewport={"width": width, "height": height}, accept_downloads=True, **options

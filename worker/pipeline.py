@@ -113,6 +113,8 @@ class PagePipeline:
         self.text_layer = text_layer
         self.preparer = preparer
         """Renders and encodes in other processes (queue workers); None: in this thread."""
+        self.stopping: Callable[[], bool] = _never
+        """True once the worker shuts down: a page waiting for its primary is handed back, not held."""
 
     def process(self, page_id: int, *, allow_retry: bool = False) -> PageOutcome:
         """OCR one page; safe to call again for the same page (a no-op once it is finished).
@@ -131,7 +133,7 @@ class PagePipeline:
         finish = self._run(claim, can_requeue=allow_retry)
         _log_finish(finish)
         record_page(finish)
-        if allow_retry and finish.error is not None and finish.error.retryable:
+        if (allow_retry or self.stopping()) and finish.error is not None and finish.error.retryable:
             self.store.release_page(claim, finish.attempts)  # its prepared entry waits for the retry
             return PageOutcome(page_id, None, retry=True)
         stored = self.store.finish_page(claim, finish)
@@ -159,14 +161,19 @@ class PagePipeline:
         """The chain's reading; while the primary engine is briefly down the page waits for it.
 
         A page the queue can take back is handed back (held); otherwise it
-        waits here, in its own thread, until the primary answers or its grace
-        period ends and the chain falls back.
+        waits here, in its own thread, until the primary answers or the page
+        itself has waited the grace period, then the chain falls back. The
+        page's own clock matters: other pages' successes restart the engine's,
+        and a page that alone keeps failing it (a poison page) must not wait
+        forever. A worker that is shutting down hands the page back at once.
         """
         attempts: list[AttemptRecord] = []
+        deadline = time.monotonic() + self.chain.grace.after_s
         while True:
-            outcome = self.chain.read(image, self.task, may_hold=True)
+            may_hold = time.monotonic() < deadline or self.stopping()
+            outcome = self.chain.read(image, self.task, may_hold=may_hold)
             attempts += outcome.attempts
-            if not outcome.held or can_requeue:
+            if not outcome.held or can_requeue or self.stopping():
                 return ChainOutcome(outcome.result, attempts, outcome.held)
             self.sleep(min(HOLD_POLL_MAX_SECONDS, HOLD_POLL_SECONDS * 2 ** len(attempts)))
 
@@ -316,3 +323,7 @@ def pipeline_for(
     )
     preparer = preparer_for(settings, chain, limits, task) if prepare else None
     return PagePipeline(store, chain, limits, task, settings.text_layer, preparer)
+
+
+def _never() -> bool:
+    return False

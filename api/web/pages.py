@@ -1,4 +1,4 @@
-"""The page's routes for signing in and for jobs: list, submit, follow live, cancel.
+"""The page's routes for signing in and for jobs: list, submit, follow live, cancel, redo degraded pages.
 
 Every read goes through the REST read model with the signed-in caller, so a tenant's page shows
 exactly what its key sees over ``/v1``. Every form posts with a CSRF token; a session is checked
@@ -150,7 +150,14 @@ async def submit_paths(request: Request, session: PostDep) -> Response:
 
 
 @router.get("/jobs/{job_id}")
-async def job_page(request: Request, job_id: JobId, session: SessionDep) -> Response:
+async def job_page(
+    request: Request,
+    job_id: JobId,
+    session: SessionDep,
+    redone: Annotated[int | None, Query(ge=0)] = None,
+) -> Response:
+    """The job with its documents; ``redone`` is set by the redo form's redirect, so the page says how
+    many pages went (the form posted, the answer is a plain GET that a reload repeats harmlessly)."""
     sessions, caller = request.app.state.sessions, session.caller
     detail = await run_in_threadpool(job_detail, sessions, caller, job_id)
     progress = await run_in_threadpool(job_progress, sessions, caller, job_id)
@@ -167,6 +174,7 @@ async def job_page(request: Request, job_id: JobId, session: SessionDep) -> Resp
         document_count=count,
         page_statuses=statuses,
         outputs=outputs,
+        redone=redone,
     )
 
 
@@ -178,6 +186,18 @@ async def cancel(
     check_csrf(session.csrf, csrf)
     await rest_jobs.cancel_job(job_id, session.caller, request.app.state.sessions)
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+
+@router.post("/jobs/{job_id}/redo")
+async def redo_degraded(
+    request: Request, job_id: JobId, session: PostDep, csrf: Annotated[str, Form()] = ""
+) -> Response:
+    """Exactly ``POST /v1/jobs/{id}/redo?pages=degraded`` for the signed-in caller (404 not theirs);
+    the job page then says how many pages went and follows the degraded count live."""
+    check_csrf(session.csrf, csrf)
+    state = request.app.state
+    accepted = await rest_jobs.redo_job_pages(job_id, session.caller, state.sessions, state.submitter)
+    return RedirectResponse(f"/jobs/{job_id}?redone={accepted.pages}", status_code=303)
 
 
 @router.get("/events/jobs")

@@ -13,7 +13,7 @@ from functools import cached_property
 
 import structlog
 from celery import Task, current_app, shared_task
-from celery.signals import task_postrun, task_prerun, worker_ready
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutting_down
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -96,6 +96,7 @@ class WorkerContext:
         with self._lock:
             if key not in self._pipelines:
                 self._pipelines[key] = pipeline_for(settings, self.store, prepare=True)
+                self._pipelines[key].stopping = SHUTTING_DOWN.is_set
             pipeline, named = self._pipelines[key], job_id in self._primary_named
         if not named:  # the job's pages are meant for this chain's first engine (degraded otherwise)
             record_primary_engine(self.sessions, job_id, pipeline.chain.primary, settings.engines)
@@ -126,6 +127,15 @@ def job_store(sessions: sessionmaker[Session], settings: Settings) -> JobStore:
     return JobStore(
         sessions, lease_seconds=settings.page_lease_seconds, stuck_seconds=settings.page_time_limit
     )
+
+
+SHUTTING_DOWN = threading.Event()
+"""Set at the worker's warm shutdown: pages waiting for their primary engine are handed back."""
+
+
+@worker_shutting_down.connect
+def hand_back_waiting_pages(**_: object) -> None:
+    SHUTTING_DOWN.set()
 
 
 _context_lock = threading.Lock()
@@ -177,6 +187,9 @@ def ocr_page_task(self: Task, page_id: int, job_id: int | None = None) -> str | 
         outcome = _process_while_database_away(self, ctx, page_id, job_id, retries_left)
     if outcome is None:
         return None
+    if outcome.retry and not retries_left:  # handed back at shutdown: the same try, on another worker
+        _later(self, page_id, job_id, "the worker is shutting down", countdown=0)
+        return None
     if outcome.retry:
         raise self.retry(countdown=ctx.settings.page_retry_backoff_seconds * 2**self.request.retries)
     return outcome.status
@@ -201,18 +214,20 @@ def _process_while_database_away(
             return _process(ctx, page_id, job_id, retries_left)
         except DATABASE_AWAY as error:
             if time.monotonic() > deadline:
-                _later(task, page_id, job_id, error)
+                _later(task, page_id, job_id, f"database unreachable ({type(error).__name__})")
                 return None
             time.sleep(DB_AWAY_PAUSE_S)
 
 
-def _later(task: Task, page_id: int, job_id: int | None, error: Exception) -> None:
+def _later(
+    task: Task, page_id: int, job_id: int | None, reason: str, countdown: float = DB_AWAY_RETRY_S
+) -> None:
+    """Send the page again with its retries untouched: what kept it from running was not its fault."""
     delivery = task.request.delivery_info or {}
-    reason = type(error).__name__
-    log.warning("page %s: database unreachable (%s); sent again in %s s", page_id, reason, DB_AWAY_RETRY_S)
+    log.warning("page %s: %s; sent again in %s s", page_id, reason, countdown)
     task.apply_async(
         args=[page_id, job_id],
-        countdown=DB_AWAY_RETRY_S,
+        countdown=countdown,
         queue=delivery.get("routing_key"),
         priority=delivery.get("priority"),
         retries=task.request.retries,

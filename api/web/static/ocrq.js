@@ -33,6 +33,14 @@ function updateJob(element, job) {
   field("eta").textContent = job.eta_s !== null ? "ETA " + duration(job.eta_s) : "";
 }
 
+// A job page renders what a finished job offers: the results and downloads appear once the job
+// has ended, and the redo button goes once a redo has read the last degraded page.
+function pageIsStale(element, job) {
+  const wasFinished = element.dataset.finished === "true";  // as the server rendered it, then as streamed
+  const redoEnded = Number(element.dataset.degraded || 0) > 0 && job.degraded === 0;
+  return job.finished && (!wasFinished || redoEnded);
+}
+
 function followJobs(source) {
   const singleJob = source.closest("[data-job-id]");
   const events = new EventSource(source.dataset.liveUrl);
@@ -40,12 +48,12 @@ function followJobs(source) {
     for (const job of JSON.parse(event.data)) {
       const element = document.querySelector('[data-job-id="' + job.id + '"]');
       if (!element) continue;
-      const wasFinished = element.dataset.finished === "true";  // as the server rendered it, then as streamed
+      const stale = pageIsStale(element, job);
       updateJob(element, job);
       element.dataset.finished = job.finished ? "true" : "false";
-      if (singleJob && job.finished && !wasFinished) {
+      if (singleJob && stale) {
         events.close();
-        window.location.reload();  // the results and downloads appear once the job has ended
+        window.location.reload();
       }
     }
   });
