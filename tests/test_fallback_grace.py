@@ -290,9 +290,7 @@ def test_a_poison_page_waits_the_grace_on_its_own_clock_while_other_pages_succee
     assert batch["status"] == "done"
     _, sessions = open_database(settings)
     with sessions() as session:
-        rows = session.execute(
-            select(Page.engine, Page.finished_at, Page.document_id).order_by(Page.id)
-        ).all()
+        rows = session.execute(select(Page.engine, Page.finished_at).order_by(Page.id)).all()
     poison = [row for row in rows if row.engine == "tesseract"]
     healthy = [row for row in rows if row.engine == "vllm"]
     assert len(poison) == 1 and len(healthy) == 30, rows  # only the poison page degraded
