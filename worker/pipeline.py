@@ -20,12 +20,13 @@ from PIL import Image
 
 from ocrq.db.models import utcnow
 from ocrq.errors import OcrqError, PageRenderError
+from ocrq.jobs.attempts import AttemptRecord
 from ocrq.jobs.store import JobStore, PageClaim, PageFinish
 from ocrq.logs import get_logger, log_context
 from ocrq.schemas import DocumentType, PageNote, PageStatus, PageTask
 from ocrq.settings import Settings
 from ocrq.worker.documents.render import OpenedDocument, PdfDocument, RenderLimits, open_document
-from ocrq.worker.engines.chain import AttemptRecord, ChainOutcome, EngineChain, chain_failure
+from ocrq.worker.engines.chain import ChainOutcome, EngineChain, chain_failure
 from ocrq.worker.engines.regions import append_region, read_in_tiles, recognize_region
 from ocrq.worker.engines.selection import build_chain
 from ocrq.worker.engines.text_layer import ENGINE_NAME, MODEL, LayerReading, read_text_layer, text_pictures

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from ocrq.db.models import Attempt, Document, Job, Page, utcnow
 from ocrq.db.session import rows_changed
 from ocrq.errors import OcrqError
+from ocrq.jobs.attempts import AttemptRecord
 from ocrq.schemas import DocumentStatus, DocumentType, JobStatus, PageResult, PageStatus
-from ocrq.worker.engines.chain import AttemptRecord
 
 FINISHED_DOCUMENT = (
     DocumentStatus.DONE,

@@ -31,35 +31,12 @@ from ocrq.errors import (
     error_from_code,
     is_input_error_code,
 )
+from ocrq.jobs.attempts import AttemptRecord
 from ocrq.schemas import PageResult, PageTask
 from ocrq.worker.engines.base import Engine
 from ocrq.worker.engines.breaker import CircuitBreaker
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    engine: str
-    model: str
-    started_at: datetime
-    duration_ms: float
-    outcome: str
-    error_code: str | None = None
-    error_message: str | None = None
-    retryable: bool = False
-    """Whether the failure may pass (not stored: it decides the page's fate)."""
-
-    def as_row(self) -> dict[str, object]:
-        return {
-            "engine": self.engine,
-            "model": self.model,
-            "started_at": self.started_at,
-            "duration_ms": self.duration_ms,
-            "outcome": self.outcome,
-            "error_code": self.error_code,
-            "error_message": self.error_message,
-        }
 
 
 class FallbackGrace:

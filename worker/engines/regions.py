@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from ocrq.jobs.attempts import AttemptRecord
 from ocrq.schemas import LayoutCell, PageNote, PageResult, PageTask, TextLine, Word
 from ocrq.worker.documents.render import OpenedDocument, PdfDocument
 from ocrq.worker.documents.tiles import MAX_TILES, OVERLAP_INCHES, owning_tile, plan_tiles
-from ocrq.worker.engines.chain import AttemptRecord, EngineChain
+from ocrq.worker.engines.chain import EngineChain
 
 Box = tuple[int, int, int, int]
 BLANK_LEVEL = 250
