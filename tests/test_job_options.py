@@ -46,3 +46,16 @@ def test_a_host_setting_leaves_the_key_alone() -> None:
     assert (
         host.model_copy(update={"vllm_max_in_flight": 3, "page_workers": 2}).result_key() == host.result_key()
     )
+
+
+def test_the_api_applies_a_jobs_options_the_way_a_worker_reapplies_them() -> None:
+    from ocrq.api.rest.schemas import JobOptions
+    from ocrq.api.rest.submission import job_settings
+
+    host = build_settings(engines=["vllm", "tesseract"])
+    options = JobOptions(engines=["tesseract"], dpi=150, prompt_mode="text_only", text_layer="off")
+    submitted = job_settings(host, options)
+    assert (submitted.engines, submitted.render_dpi, submitted.text_layer) == (["tesseract"], 150, "off")
+    worker = build_settings(engines=["vllm", "tesseract"]).for_job(submitted.result_settings())
+    assert worker.result_key() == submitted.result_key()  # the worker reads what the client chose
+    assert job_settings(host, JobOptions()).result_key() == host.result_key()  # no choice, no change

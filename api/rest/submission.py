@@ -29,19 +29,21 @@ ORIGIN = "api"
 
 
 def job_settings(settings: Settings, options: JobOptions) -> Settings:
-    """The server's settings with this job's choices on top (validated already by :class:`JobOptions`)."""
-    changes: dict[str, Any] = {}
-    if options.engines:
-        changes["engines"] = list(options.engines)
-    if options.dpi:
-        changes["render_dpi"] = options.dpi
-    if options.model:
-        changes["vllm_model"] = options.model
-    if options.prompt_mode:
-        changes["prompt_mode"] = options.prompt_mode
-    if options.text_layer:
-        changes["text_layer"] = options.text_layer
-    return settings.model_copy(update=changes)
+    """The server's settings with this job's choices on top, applied and validated the one way a
+    worker applies a job's recorded settings (:meth:`Settings.for_job`)."""
+    return settings.for_job(job_choices(options))
+
+
+def job_choices(options: JobOptions) -> dict[str, object]:
+    """The API's option names as the settings they choose; options left unset are not choices."""
+    chosen: dict[str, object] = {
+        "engines": list(options.engines or []),
+        "render_dpi": options.dpi,
+        "vllm_model": options.model,
+        "prompt_mode": options.prompt_mode,
+        "text_layer": options.text_layer,
+    }
+    return {key: value for key, value in chosen.items() if value}
 
 
 @dataclass(frozen=True, slots=True)
