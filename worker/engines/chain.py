@@ -120,11 +120,14 @@ class EngineChain:
 
         An input error (the page itself is bad) stops the chain: another engine
         would fail the same way. Engines whose circuit is open are skipped
-        without an attempt.
+        without an attempt, except the primary when the page would otherwise
+        degrade: a page falls back only on its own failed try, never on a
+        circuit that another page (a poison page, say) keeps open.
         """
         attempts: list[AttemptRecord] = []
         for position, (engine, breaker) in enumerate(zip(self.engines, self.breakers, strict=True)):
-            result, attempt = self._try(engine, breaker, image, task)
+            last_look = position == 0 and self._would_degrade(may_hold)
+            result, attempt = self._try(engine, breaker, image, task, force=last_look)
             down = position == 0 and self._primary_down(attempt)
             if attempt is not None:
                 attempts.append(attempt)
@@ -152,10 +155,14 @@ class EngineChain:
         for engine in self.engines:
             engine.close()
 
+    def _would_degrade(self, may_hold: bool) -> bool:
+        """Whether a failure of the primary now sends the page on (the grace is over or not offered)."""
+        return self.grace.after_s > 0 and not (may_hold and self.grace.holding())
+
     def _try(
-        self, engine: Engine, breaker: CircuitBreaker, image: Image.Image, task: PageTask
+        self, engine: Engine, breaker: CircuitBreaker, image: Image.Image, task: PageTask, force: bool = False
     ) -> tuple[PageResult | None, AttemptRecord | None]:
-        if not breaker.allow():
+        if not breaker.allow() and not force:
             return None, None
         result, attempt = _attempt(engine, image, task)
         _tell_breaker(breaker, attempt)
